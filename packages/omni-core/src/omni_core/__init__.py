@@ -1,0 +1,47 @@
+"""omni: serve diffusion models (text → image) through pluggable executors.
+
+The public API lives here; import nothing from submodules unless you write
+an executor. Importing ``omni_core`` never imports torch.
+"""
+
+from omni_core._version import __version__
+from omni_core.config import OmniDiffusionConfig
+from omni_core.engine import DiffusionEngine
+from omni_core.errors import (
+    ExecutorDeadError,
+    ExecutorNotInstalledError,
+    ExecutorOptionsError,
+    ExecutorResolutionError,
+    ModelLoadError,
+    OmniError,
+    RequestCancelledError,
+    RequestValidationError,
+)
+from omni_core.executors.base import DiffusionExecutor, ProgressEvent, ProgressListener
+from omni_core.executors.registry import register_executor, resolve_executor_class, unregister_executor
+from omni_core.request import DiffusionOutput, OmniDiffusionRequest
+from omni_core.validation import RequestLimits, validate_request
+
+__all__ = [
+    "DiffusionEngine",
+    "DiffusionExecutor",
+    "DiffusionOutput",
+    "ExecutorDeadError",
+    "ExecutorNotInstalledError",
+    "ExecutorOptionsError",
+    "ExecutorResolutionError",
+    "ModelLoadError",
+    "OmniDiffusionConfig",
+    "OmniDiffusionRequest",
+    "OmniError",
+    "ProgressEvent",
+    "ProgressListener",
+    "RequestCancelledError",
+    "RequestLimits",
+    "RequestValidationError",
+    "__version__",
+    "register_executor",
+    "resolve_executor_class",
+    "unregister_executor",
+    "validate_request",
+]

@@ -1,0 +1,1 @@
+"""The ``omni`` command. Executor packages add subcommands via the ``omni.cli`` entry points."""

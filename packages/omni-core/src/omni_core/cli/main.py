@@ -1,0 +1,159 @@
+"""``omni generate``, ``omni executors``, and subcommands contributed by packages."""
+
+from __future__ import annotations
+
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import click
+
+from omni_core._version import __version__
+from omni_core.cli.parsing import parse_options, parse_size
+from omni_core.cli.progress import StepProgress
+from omni_core.errors import OmniError
+from omni_core.executors.registry import (
+    DEFAULT_EXECUTOR,
+    KNOWN_EXECUTORS,
+    installed_executor_entry_points,
+)
+
+CLI_ENTRY_POINT_GROUP = "omni.cli"
+
+
+class _PluginGroup(click.Group):
+    """A click group that also lists commands from the ``omni.cli`` entry points (``serve``)."""
+
+    def _plugins(self) -> dict[str, Any]:
+        return {ep.name: ep for ep in entry_points(group=CLI_ENTRY_POINT_GROUP)}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self._plugins()))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            return command
+        plugin = self._plugins().get(cmd_name)
+        if plugin is None:
+            if cmd_name == "serve":
+                raise click.UsageError("'omni serve' needs: pip install 'omni-executor-http[server]'")
+            return None
+        loaded = plugin.load()
+        return loaded if isinstance(loaded, click.Command) else None
+
+
+@click.group(cls=_PluginGroup)
+@click.version_option(__version__, prog_name="omni")
+def cli() -> None:
+    """omni: text-to-image diffusion through pluggable executors."""
+
+
+@cli.command()
+@click.argument("prompt")
+@click.option(
+    "-o",
+    "--output",
+    "output_path",
+    default="out.png",
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="PNG to write; with -n > 1, NAME-0.png, NAME-1.png, ...",
+)
+@click.option("--model", default=None, help="diffusers model folder or hub id [default: built-in model]")
+@click.option("--model-class", default=None, help="diffusers pipeline class, e.g. StableDiffusionPipeline")
+@click.option(
+    "--executor", default=None, help=f"shorthand, dotted path 'pkg.mod:Cls' [default: {DEFAULT_EXECUTOR}]"
+)
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="executor option (repeatable)")
+@click.option("--size", default=None, metavar="WxH", help="image size, e.g. 64x64 [default: the model's]")
+@click.option("--steps", type=int, default=None, help="denoising steps [default: the model's]")
+@click.option("--guidance", type=float, default=None, help="classifier-free guidance scale")
+@click.option("--negative-prompt", default=None)
+@click.option("--seed", type=int, default=None, help="random seed [default: random, printed]")
+@click.option("-n", "num_outputs", type=int, default=1, show_default=True, help="images for this prompt")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+def generate(
+    prompt: str,
+    output_path: Path,
+    model: str | None,
+    model_class: str | None,
+    executor: str | None,
+    options: tuple[str, ...],
+    size: str | None,
+    steps: int | None,
+    guidance: float | None,
+    negative_prompt: str | None,
+    seed: int | None,
+    num_outputs: int,
+    quiet: bool,
+) -> None:
+    """Generate images for PROMPT and write them as PNG."""
+    from omni_core.config import OmniDiffusionConfig
+    from omni_core.engine import DiffusionEngine
+    from omni_core.images import to_pil
+    from omni_core.request import OmniDiffusionRequest
+
+    width, height = parse_size(size) if size else (None, None)
+    try:
+        config = OmniDiffusionConfig(
+            model_name_or_path=model,
+            model_class_name=model_class,
+            executor_class=executor,
+            executor_options=parse_options(options),
+        )
+        request = OmniDiffusionRequest(
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            height=height,
+            width=width,
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            seed=seed,
+            num_outputs_per_prompt=num_outputs,
+        )
+        if not quiet:
+            click.echo(f"loading model with executor {executor or DEFAULT_EXECUTOR!r} ...", err=True)
+        with (
+            DiffusionEngine(config) as engine,
+            StepProgress([request.request_id], disable=quiet) as progress,
+        ):
+            remove = engine.add_progress_listener(progress)
+            try:
+                output = engine.submit(request).result()
+            finally:
+                remove()
+    except (OmniError, ValueError, TypeError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    if output.error is not None:
+        raise click.ClickException(f"generation failed: {output.error_type}: {output.error}")
+    paths = _output_paths(output_path, len(output.output))
+    for path, image in zip(paths, output.output, strict=True):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        to_pil(image).save(path, format="PNG")
+        click.echo(f"wrote {path} ({image.shape[1]}x{image.shape[0]}, seed {output.seed})")
+
+
+def _output_paths(base: Path, count: int) -> list[Path]:
+    if count == 1:
+        return [base]
+    return [base.with_name(f"{base.stem}-{i}{base.suffix or '.png'}") for i in range(count)]
+
+
+@cli.command()
+def executors() -> None:
+    """List executors: installed ones, and known ones with the package to install."""
+    installed = installed_executor_entry_points()
+    click.echo(f"{'name':<10} {'status':<10} {'package / target'}")
+    for name in sorted(set(KNOWN_EXECUTORS) | set(installed)):
+        if name in installed:
+            marker = " (default)" if name == DEFAULT_EXECUTOR else ""
+            click.echo(f"{name:<10} {'installed':<10} {installed[name].value}{marker}")
+        else:
+            click.echo(f"{name:<10} {'missing':<10} pip install {KNOWN_EXECUTORS[name].package}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(cli.main(standalone_mode=True))

@@ -1,0 +1,113 @@
+"""``OmniDiffusionConfig``: everything an engine needs, checked when built.
+
+Building a config touches no model and imports no torch: a model path is
+only opened when an executor loads it. What *can* be checked cheaply is
+checked in ``__post_init__`` so a typo fails at the line that made it.
+Subclass it to give a custom executor its own settings::
+
+    @dataclass
+    class RemoteConfig(OmniDiffusionConfig):
+        remote_url: str = "http://127.0.0.1:8000"
+
+The executor receives the subclass instance unchanged as ``self.od_config``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from omni_core.executors.registry import resolve_executor_class
+
+if TYPE_CHECKING:
+    from omni_core.executors.base import DiffusionExecutor
+
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+
+
+@dataclass
+class OmniDiffusionConfig:
+    """Model, devices, executor and request limits for one engine."""
+
+    model_name_or_path: str | None = None
+    """A local diffusers folder or a hub id; ``None`` is omni's built-in default model."""
+    model_class_name: str | None = None
+    """A diffusers pipeline class (``"StableDiffusionPipeline"``); ``None`` reads model_index.json."""
+    model: str | None = None
+    """Alias of ``model_name_or_path`` (vLLM's spelling); setting both is an error."""
+
+    num_gpus: int = 1
+    device: str | None = None
+    """``"cpu"``, ``"cuda"``, ``"cuda:1"``; ``None`` picks CUDA when present, else CPU."""
+    dtype: str = "auto"
+    """``auto`` is float16 on CUDA and float32 on CPU."""
+    enable_cpu_offload: bool = False
+    """diffusers' model CPU offload; needs an accelerator, ignored (with a warning) without one."""
+
+    executor_class: str | type | None = None
+    executor_options: dict[str, Any] = field(default_factory=dict)
+
+    max_batch_size: int = 8
+    default_num_inference_steps: int | None = None
+    """Steps when a request leaves them out; ``None`` is the pipeline's own default."""
+
+    # Limits every entry point (CLI, HTTP, Lambda) enforces before a request reaches the model.
+    max_image_pixels: int = 1024 * 1024
+    max_num_inference_steps: int = 200
+    max_outputs_per_prompt: int = 10
+    max_prompt_length: int = 4000
+
+    def __post_init__(self) -> None:
+        if self.model is not None:
+            if self.model_name_or_path is not None and self.model_name_or_path != self.model:
+                raise ValueError(
+                    "model and model_name_or_path are both set and differ; set only model_name_or_path"
+                )
+            self.model_name_or_path = self.model
+        self.model = self.model_name_or_path
+        for name in ("model_name_or_path", "model_class_name", "device"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"{name} must be a str or None, got {type(value).__name__} {value!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype {self.dtype!r} is not supported; use one of {', '.join(DTYPES)}")
+        if not isinstance(self.executor_options, dict):
+            raise TypeError(f"executor_options must be a dict, got {type(self.executor_options).__name__}")
+        for name in (
+            "num_gpus",
+            "max_batch_size",
+            "max_image_pixels",
+            "max_num_inference_steps",
+            "max_outputs_per_prompt",
+            "max_prompt_length",
+        ):
+            value = getattr(self, name)
+            minimum = 0 if name == "num_gpus" else 1
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+        steps = self.default_num_inference_steps
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+            raise ValueError(f"default_num_inference_steps must be an int >= 1 or None, got {steps!r}")
+        self._validate_executor_class()
+
+    def _validate_executor_class(self) -> None:
+        spec = self.executor_class
+        if spec is None:
+            return  # the default ("mp") is resolved when an engine is built
+        if not isinstance(spec, (str, type)):
+            raise TypeError(
+                "executor_class must be None, a str (shorthand such as 'mp' or dotted path "
+                f"'pkg.mod:Cls') or a DiffusionExecutor subclass; got {type(spec).__name__} {spec!r}"
+            )
+        resolve_executor_class(spec)
+
+    def resolve_executor_class(self) -> type[DiffusionExecutor]:
+        """The executor class this config selects (``None`` → ``"mp"``)."""
+        return resolve_executor_class(self.executor_class)
+
+    def replace(self, **changes: Any) -> OmniDiffusionConfig:
+        """A copy with some fields changed (keeps the subclass and its extra fields)."""
+        if "model_name_or_path" in changes and "model" not in changes:
+            changes["model"] = None
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,94 @@
+"""``DiffusionEngine``: the object users hold.
+
+It resolves the executor class from the config, owns the executor's
+lifetime and offers the same verbs (``step``, ``submit``) plus a
+``generate`` convenience for the common one-prompt case. After ``close``
+(or once the executor reports itself dead) every call says so instead of
+hanging.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from typing import Any
+
+from omni_core.config import OmniDiffusionConfig
+from omni_core.errors import ExecutorDeadError
+from omni_core.executors.base import DiffusionExecutor, ProgressListener
+from omni_core.request import DiffusionOutput, OmniDiffusionRequest
+
+
+class DiffusionEngine:
+    """Runs requests through the executor its config selects.
+
+    Use it as a context manager, or call :meth:`close`; both are idempotent.
+    """
+
+    def __init__(self, config: OmniDiffusionConfig | None = None, **config_fields: Any) -> None:
+        if config is None:
+            config = OmniDiffusionConfig(**config_fields)
+        elif config_fields:
+            raise TypeError("pass either a config or config fields as keywords, not both")
+        self.config = config
+        executor_class = config.resolve_executor_class()
+        self.executor: DiffusionExecutor = executor_class(config)
+        self._closed = False
+
+    @classmethod
+    def from_config(cls, config: OmniDiffusionConfig) -> DiffusionEngine:
+        return cls(config)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ExecutorDeadError("this DiffusionEngine is closed; create a new one")
+
+    def step(self, requests: Sequence[OmniDiffusionRequest]) -> list[DiffusionOutput]:
+        """Run a batch; one output per request, in order (errors in ``output.error``)."""
+        self._check_open()
+        return self.executor.execute_model(list(requests))
+
+    def submit(self, request: OmniDiffusionRequest) -> Future[DiffusionOutput]:
+        """Queue one request; the future resolves to its output."""
+        self._check_open()
+        return self.executor.submit(request)
+
+    def generate(self, prompt: str, **request_fields: Any) -> DiffusionOutput:
+        """Run one prompt and return its output, raising if it failed."""
+        request = OmniDiffusionRequest(prompt=prompt, **request_fields)
+        return self.step([request])[0].raise_for_error()
+
+    def collective_rpc(
+        self,
+        method: str,
+        timeout: float | None = None,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> list[Any]:
+        self._check_open()
+        return self.executor.collective_rpc(method, timeout=timeout, args=args, kwargs=kwargs)
+
+    def add_progress_listener(self, listener: ProgressListener) -> Callable[[], None]:
+        return self.executor.add_progress_listener(listener)
+
+    def check_health(self) -> None:
+        """Return if the engine can run requests; raise saying why not."""
+        self._check_open()
+        self.executor.check_health()
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Shut the executor down; safe to call more than once."""
+        if self._closed:
+            return
+        self._closed = True
+        self.executor.shutdown()
+
+    def __enter__(self) -> DiffusionEngine:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

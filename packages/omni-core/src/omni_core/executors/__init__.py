@@ -1,0 +1,1 @@
+"""Executor base class, option parsing and the executor registry."""

@@ -1,0 +1,92 @@
+"""A tiny Stable-Diffusion-style pipeline with random weights.
+
+It has every part of a real SD pipeline (CLIP text encoder and tokenizer,
+conditional UNet, KL VAE with a latent scale of 8, DDIM scheduler), so it
+exercises the real ``from_pretrained`` path and real batching, but weighs
+about half a megabyte and runs a 64x64 image in tens of milliseconds on a
+CPU. Weights come from a fixed seed, so two builds are identical. Needs the
+``[diffusers]`` extra.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omni_core.models.tokenizer import MODEL_MAX_LENGTH, VOCAB_SIZE, write_byte_level_clip_tokenizer
+
+TINY_PIPELINE_CLASS = "StableDiffusionPipeline"
+
+
+def build_tiny_pipeline(directory: str | Path, *, seed: int = 0) -> Path:
+    """Build the tiny pipeline and ``save_pretrained`` it into ``directory``; returns it."""
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    target = Path(directory)
+    target.mkdir(parents=True, exist_ok=True)
+    write_byte_level_clip_tokenizer(target / "tokenizer")
+    tokenizer = CLIPTokenizer.from_pretrained(target / "tokenizer", model_max_length=MODEL_MAX_LENGTH)
+
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        text_encoder = CLIPTextModel(
+            CLIPTextConfig(
+                vocab_size=VOCAB_SIZE,
+                hidden_size=32,
+                intermediate_size=64,
+                num_attention_heads=4,
+                num_hidden_layers=2,
+                max_position_embeddings=MODEL_MAX_LENGTH,
+                bos_token_id=0,
+                eos_token_id=1,
+                pad_token_id=1,
+                projection_dim=32,
+            )
+        )
+        unet = UNet2DConditionModel(
+            sample_size=8,
+            in_channels=4,
+            out_channels=4,
+            layers_per_block=1,
+            block_out_channels=(32, 64),
+            # Attention only at the coarser level keeps 512x512 affordable on a CPU.
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+            cross_attention_dim=32,
+            attention_head_dim=8,
+            norm_num_groups=16,
+        )
+        vae = AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            block_out_channels=(16, 16, 32, 32),
+            latent_channels=4,
+            norm_num_groups=8,
+            sample_size=64,
+        )
+    finally:
+        torch.random.set_rng_state(generator_state)
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    pipeline = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipeline.save_pretrained(target)
+    return target

@@ -1,0 +1,67 @@
+"""A byte-level CLIP tokenizer written from scratch, no hub needed.
+
+CLIP's real vocabulary comes from a model hub, which is unreachable here.
+A vocabulary of the 256 byte characters (plus their end-of-word forms) and
+no merges tokenizes any text losslessly, one id per byte, and loads through
+``CLIPTokenizer.from_pretrained`` like a real one.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+BOS_TOKEN = "<|startoftext|>"
+EOS_TOKEN = "<|endoftext|>"
+MODEL_MAX_LENGTH = 77
+VOCAB_SIZE = 2 + 256 + 256
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2/CLIP's reversible byte → printable character table."""
+    printable = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
+    table = {b: chr(b) for b in printable}
+    extra = 0
+    for b in range(256):
+        if b not in table:
+            table[b] = chr(256 + extra)
+            extra += 1
+    return table
+
+
+def byte_level_vocab() -> dict[str, int]:
+    """Token → id: the two specials, then each byte character, then its ``</w>`` form."""
+    chars = [_bytes_to_unicode()[b] for b in range(256)]
+    vocab = {BOS_TOKEN: 0, EOS_TOKEN: 1}
+    for char in chars:
+        vocab[char] = len(vocab)
+    for char in chars:
+        vocab[char + "</w>"] = len(vocab)
+    return vocab
+
+
+def write_byte_level_clip_tokenizer(directory: Path) -> None:
+    """Write vocab.json, merges.txt and tokenizer_config.json loadable by CLIPTokenizer."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "vocab.json").write_text(json.dumps(byte_level_vocab()), encoding="utf-8")
+    (directory / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
+    config = {
+        "tokenizer_class": "CLIPTokenizer",
+        "model_max_length": MODEL_MAX_LENGTH,
+        "bos_token": BOS_TOKEN,
+        "eos_token": EOS_TOKEN,
+        "pad_token": EOS_TOKEN,
+        "unk_token": EOS_TOKEN,
+    }
+    (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+    specials = {
+        "bos_token": BOS_TOKEN,
+        "eos_token": EOS_TOKEN,
+        "pad_token": EOS_TOKEN,
+        "unk_token": EOS_TOKEN,
+    }
+    (directory / "special_tokens_map.json").write_text(json.dumps(specials, indent=2), encoding="utf-8")

@@ -1,0 +1,166 @@
+"""The plain data that crosses every executor boundary.
+
+``OmniDiffusionRequest`` uses diffusers' parameter names so that a user of
+``pipe(prompt=..., num_inference_steps=...)`` recognises every field, plus
+the scheduling fields a scheduler needs (``priority``, ``deadline``,
+``tenant``). Both types round-trip through JSON-safe dicts (``to_dict`` /
+``from_dict``) so that HTTP, Lambda and worker processes never need pickle.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from omni_core.images import (
+    ImageArray,
+    array_from_dict,
+    array_to_dict,
+    decode_png_b64,
+    encode_png_b64,
+)
+
+
+def new_request_id() -> str:
+    """A random request id; random, not sequential, so ids never collide across processes."""
+    return uuid.uuid4().hex
+
+
+@dataclass
+class OmniDiffusionRequest:
+    """One text-to-image request.
+
+    ``None`` for a generation parameter means "the model's default", exactly
+    as when the argument is left out of a diffusers pipeline call. ``seed``
+    ``None`` means a random seed, which the runner chooses and reports in
+    :attr:`DiffusionOutput.seed`.
+    """
+
+    prompt: str
+    negative_prompt: str | None = None
+    height: int | None = None
+    width: int | None = None
+    num_inference_steps: int | None = None
+    guidance_scale: float | None = None
+    seed: int | None = None
+    num_outputs_per_prompt: int = 1
+    return_trajectory: bool = False
+    request_id: str = field(default_factory=new_request_id)
+    # Scheduling: lower priority runs first; deadline is a Unix time in seconds.
+    priority: int = 0
+    deadline: float | None = None
+    tenant: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict of every field."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> OmniDiffusionRequest:
+        """Build from :meth:`to_dict`'s output; unknown keys are an error naming them."""
+        return cls(**_known_fields(cls, data))
+
+
+@dataclass
+class DiffusionOutput:
+    """The result of one request: its images or its error, never both lost.
+
+    Field names follow vllm-omni's ``DiffusionOutput`` (``output``,
+    ``error``, ``trajectory_latents``, ``trajectory_timesteps``) so code
+    written for it reads naturally here. ``output`` holds 8-bit RGB arrays of
+    shape (height, width, 3), one per image.
+    """
+
+    request_id: str
+    output: list[ImageArray] = field(default_factory=list)
+    error: str | None = None
+    error_type: str | None = None
+    seed: int | None = None
+    trajectory_latents: npt.NDArray[Any] | None = None
+    trajectory_timesteps: list[float] | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds spent per phase, e.g. ``queue``, ``inference``, ``total``."""
+
+    @property
+    def ok(self) -> bool:
+        """True when the request produced images."""
+        return self.error is None
+
+    @property
+    def images(self) -> list[ImageArray]:
+        """Alias of ``output`` for readers used to ``pipe(...).images``."""
+        return self.output
+
+    def raise_for_error(self) -> DiffusionOutput:
+        """Raise ``RuntimeError`` with the request's error, else return self (httpx style)."""
+        if self.error is not None:
+            kind = f"{self.error_type}: " if self.error_type else ""
+            raise RuntimeError(f"request {self.request_id} failed: {kind}{self.error}")
+        return self
+
+    @classmethod
+    def failure(
+        cls, request_id: str, error: BaseException | str, *, error_type: str | None = None
+    ) -> DiffusionOutput:
+        """An output that carries an error instead of images."""
+        if isinstance(error, BaseException):
+            return cls(
+                request_id=request_id,
+                error=str(error) or repr(error),
+                error_type=error_type or type(error).__name__,
+            )
+        return cls(request_id=request_id, error=error, error_type=error_type)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict: images as base64 PNG, latents as typed raw bytes."""
+        return {
+            "request_id": self.request_id,
+            "output": [encode_png_b64(image) for image in self.output],
+            "error": self.error,
+            "error_type": self.error_type,
+            "seed": self.seed,
+            "trajectory_latents": (
+                None if self.trajectory_latents is None else array_to_dict(self.trajectory_latents)
+            ),
+            "trajectory_timesteps": self.trajectory_timesteps,
+            "timings": dict(self.timings),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DiffusionOutput:
+        """Inverse of :meth:`to_dict`."""
+        values = _known_fields(cls, data)
+        values["output"] = [decode_png_b64(text) for text in values.get("output") or []]
+        latents = values.get("trajectory_latents")
+        values["trajectory_latents"] = None if latents is None else array_from_dict(latents)
+        return cls(**values)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DiffusionOutput):
+            return NotImplemented
+        if len(self.output) != len(other.output):
+            return False
+        same_images = all(np.array_equal(a, b) for a, b in zip(self.output, other.output, strict=True))
+        return same_images and (self.request_id, self.error, self.error_type, self.seed) == (
+            other.request_id,
+            other.error,
+            other.error_type,
+            other.seed,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise TypeError(f"{cls.__name__}.from_dict expects a dict, got {type(data).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} field(s) {unknown}; valid fields are {sorted(names)}")
+    return dict(data)

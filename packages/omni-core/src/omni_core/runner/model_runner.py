@@ -1,0 +1,314 @@
+"""Load a diffusers pipeline once and run batches of requests through it."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from omni_core.errors import ModelLoadError, RequestValidationError
+from omni_core.request import DiffusionOutput, OmniDiffusionRequest
+from omni_core.runner.batching import PlannedRequest, plan_batches
+from omni_core.validation import RequestLimits, validate_request
+
+if TYPE_CHECKING:
+    from omni_core.config import OmniDiffusionConfig
+    from omni_core.images import ImageArray
+
+logger = logging.getLogger(__name__)
+
+StepCallback = Callable[[Sequence[str], int, int], None]
+"""``(request_ids, step, total_steps)`` after every denoising step of a batch."""
+
+MAX_RANDOM_SEED = 2**31 - 1
+
+
+def to_uint8_images(images: npt.NDArray[Any]) -> list[ImageArray]:
+    """Float images in [0, 1] (N, H, W, C) → 8-bit arrays, rounded as diffusers' ``numpy_to_pil``."""
+    scaled = (np.clip(images, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+    return [np.ascontiguousarray(image) for image in scaled]
+
+
+def resolve_model_path(model_name_or_path: str | None) -> str:
+    """A local folder, a hub id, or (for ``None``) the built-in default model's folder."""
+    if model_name_or_path is None:
+        from omni_core.models.default import default_model_path
+
+        return str(default_model_path())
+    expanded = os.path.expanduser(model_name_or_path)
+    if os.path.exists(expanded):
+        return expanded
+    looks_local = (
+        expanded.startswith((os.sep, ".", "~"))
+        or expanded.count("/") > 1
+        or (os.altsep is not None and os.altsep in expanded)
+    )
+    if looks_local:
+        raise ModelLoadError(
+            f"model path {model_name_or_path!r} does not exist; pass a diffusers model folder "
+            "(with model_index.json) or a hub id such as 'org/name'"
+        )
+    return model_name_or_path
+
+
+class DiffusionModelRunner:
+    """One loaded pipeline on one device; not shared between threads without its lock.
+
+    ``device`` overrides ``config.device`` (worker processes pin each runner
+    to its own GPU). Generators are always created on the CPU so the same
+    seed gives the same starting noise on any device.
+    """
+
+    def __init__(self, config: OmniDiffusionConfig, *, device: str | None = None) -> None:
+        self.config = config
+        self.limits = RequestLimits.from_config(config)
+        self._device_override = device
+        self._lock = threading.Lock()
+        self.pipeline: Any = None
+        self.device: str = "cpu"
+        self.model_path: str | None = None
+        self._supports_step_callback = False
+
+    # ------------------------------------------------------------------ loading
+
+    def load_model(self) -> None:
+        """Import torch/diffusers and load the pipeline; raises :class:`ModelLoadError`."""
+        import torch
+
+        _quiet_library_logs()
+        import diffusers
+
+        self.device = (
+            self._device_override or self.config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        )
+        dtype = self._torch_dtype(torch)
+        path = resolve_model_path(self.config.model_name_or_path)
+        pipeline_class: Any = diffusers.DiffusionPipeline
+        if self.config.model_class_name:
+            pipeline_class = getattr(diffusers, self.config.model_class_name, None)
+            if not (isinstance(pipeline_class, type) and hasattr(pipeline_class, "from_pretrained")):
+                raise ModelLoadError(
+                    f"model_class_name {self.config.model_class_name!r} is not a diffusers pipeline "
+                    "class; use e.g. 'StableDiffusionPipeline', or None to read model_index.json"
+                )
+        local = os.path.isdir(path)
+        try:
+            pipeline = pipeline_class.from_pretrained(
+                path, dtype=dtype, local_files_only=local or _hub_offline()
+            )
+        except Exception as exc:
+            raise ModelLoadError(
+                f"could not load model {path!r} with {pipeline_class.__name__}.from_pretrained: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        if self.config.enable_cpu_offload and self.device != "cpu":
+            pipeline.enable_model_cpu_offload(device=self.device)
+        else:
+            if self.config.enable_cpu_offload:
+                logger.warning("enable_cpu_offload ignored: it needs an accelerator, running on CPU")
+            pipeline = pipeline.to(self.device)
+        if hasattr(pipeline, "set_progress_bar_config"):
+            pipeline.set_progress_bar_config(disable=True)
+        self._supports_step_callback = (
+            "callback_on_step_end" in inspect.signature(pipeline.__call__).parameters
+        )
+        self.pipeline = pipeline
+        self.model_path = path
+
+    def _torch_dtype(self, torch: Any) -> Any:
+        name = self.config.dtype
+        if name == "auto":
+            return torch.float16 if self.device.startswith("cuda") else torch.float32
+        return getattr(torch, name)
+
+    @property
+    def is_loaded(self) -> bool:
+        return self.pipeline is not None
+
+    def describe(self) -> dict[str, Any]:
+        """What is loaded where; the answer of ``collective_rpc("describe")``."""
+        import torch
+
+        return {
+            "model": self.model_path,
+            "pipeline_class": type(self.pipeline).__name__ if self.pipeline is not None else None,
+            "device": self.device,
+            "dtype": str(self._torch_dtype(torch)).removeprefix("torch."),
+            "torch_threads": torch.get_num_threads(),
+            "pid": os.getpid(),
+        }
+
+    def ping(self) -> str:
+        """Cheap liveness probe for ``collective_rpc``."""
+        return "pong"
+
+    # ---------------------------------------------------------------- execution
+
+    def default_size(self) -> tuple[int | None, int | None]:
+        """The pipeline's default (height, width), as diffusers would pick it, if knowable."""
+        pipeline = self.pipeline
+        sample = getattr(pipeline, "default_sample_size", None)
+        if sample is None:
+            # Stable Diffusion derives it from the denoiser's config, as its __call__ does.
+            denoiser = getattr(pipeline, "unet", None) or getattr(pipeline, "transformer", None)
+            sample = getattr(getattr(denoiser, "config", None), "sample_size", None)
+        scale = getattr(pipeline, "vae_scale_factor", None)
+        if isinstance(sample, int) and isinstance(scale, int):
+            return sample * scale, sample * scale
+        return None, None
+
+    def plan(self, request: OmniDiffusionRequest, index: int) -> PlannedRequest:
+        """Validate ``request`` and fill its defaults; raises :class:`RequestValidationError`."""
+        validate_request(request, self.limits)
+        default_height, default_width = self.default_size()
+        height = request.height if request.height is not None else default_height
+        width = request.width if request.width is not None else default_width
+        if height is not None and width is not None and height * width > self.limits.max_image_pixels:
+            raise RequestValidationError(
+                "size",
+                f"{width}x{height} is over this deployment's cap of {self.limits.max_image_pixels} pixels",
+            )
+        steps = request.num_inference_steps
+        if steps is None:
+            steps = self.config.default_num_inference_steps
+        seed = request.seed if request.seed is not None else secrets.randbelow(MAX_RANDOM_SEED)
+        guidance = None if request.guidance_scale is None else float(request.guidance_scale)
+        return PlannedRequest(index, request, height, width, steps, guidance, seed)
+
+    def execute(
+        self,
+        requests: Sequence[OmniDiffusionRequest],
+        *,
+        on_step: StepCallback | None = None,
+    ) -> list[DiffusionOutput]:
+        """Run ``requests``; one output per request, in order; a bad request fails alone."""
+        if self.pipeline is None:
+            raise RuntimeError("DiffusionModelRunner.execute called before load_model()")
+        outputs: list[DiffusionOutput | None] = [None] * len(requests)
+        planned: list[PlannedRequest] = []
+        for index, request in enumerate(requests):
+            try:
+                planned.append(self.plan(request, index))
+            except RequestValidationError as exc:
+                outputs[index] = DiffusionOutput.failure(_request_id(request), exc)
+        with self._lock:
+            for batch in plan_batches(planned, self.config.max_batch_size):
+                for item, output in zip(
+                    batch, self._run_batch_isolating_failures(batch, on_step), strict=True
+                ):
+                    outputs[item.index] = output
+        return [output for output in outputs if output is not None]
+
+    def _run_batch_isolating_failures(
+        self, batch: list[PlannedRequest], on_step: StepCallback | None
+    ) -> list[DiffusionOutput]:
+        try:
+            return self._run_batch(batch, on_step)
+        except Exception as exc:  # noqa: BLE001 - retried one by one to find the culprit
+            if len(batch) == 1:
+                logger.warning("request %s failed: %s", batch[0].request.request_id, exc)
+                return [DiffusionOutput.failure(batch[0].request.request_id, exc)]
+            logger.warning("batch of %d failed (%s); retrying its requests one by one", len(batch), exc)
+            return [self._run_batch_isolating_failures([item], on_step)[0] for item in batch]
+
+    def _run_batch(self, batch: list[PlannedRequest], on_step: StepCallback | None) -> list[DiffusionOutput]:
+        import torch
+
+        first = batch[0]
+        prompts: list[str] = []
+        negatives: list[str] = []
+        generators: list[Any] = []
+        for item in batch:
+            for image_index in range(item.num_images):
+                prompts.append(item.request.prompt)
+                negatives.append(item.request.negative_prompt or "")
+                generators.append(torch.Generator(device="cpu").manual_seed(item.seed + image_index))
+        kwargs: dict[str, Any] = {
+            "prompt": prompts,
+            "generator": generators,
+            "output_type": "np",
+        }
+        if any(item.request.negative_prompt for item in batch):
+            kwargs["negative_prompt"] = negatives
+        for name, value in (
+            ("height", first.height),
+            ("width", first.width),
+            ("num_inference_steps", first.num_inference_steps),
+            ("guidance_scale", first.guidance_scale),
+        ):
+            if value is not None:
+                kwargs[name] = value
+
+        request_ids = [item.request.request_id for item in batch]
+        want_trajectory = any(item.request.return_trajectory for item in batch)
+        latents_per_step: list[npt.NDArray[Any]] = []
+        timesteps: list[float] = []
+        if self._supports_step_callback and (on_step is not None or want_trajectory):
+
+            def step_end(
+                pipe: Any, step: int, timestep: Any, callback_kwargs: dict[str, Any]
+            ) -> dict[str, Any]:
+                if want_trajectory:
+                    latents_per_step.append(callback_kwargs["latents"].detach().float().cpu().numpy())
+                    timesteps.append(float(timestep))
+                if on_step is not None:
+                    total = int(getattr(pipe, "num_timesteps", 0) or first.num_inference_steps or 0)
+                    on_step(request_ids, step + 1, total)
+                return callback_kwargs
+
+            kwargs["callback_on_step_end"] = step_end
+
+        started = time.perf_counter()
+        with torch.inference_mode():
+            result = self.pipeline(**kwargs)
+        elapsed = time.perf_counter() - started
+        images = to_uint8_images(np.asarray(result.images))
+
+        outputs: list[DiffusionOutput] = []
+        row = 0
+        for item in batch:
+            count = item.num_images
+            trajectory = None
+            if item.request.return_trajectory and latents_per_step:
+                trajectory = np.stack([step[row : row + count] for step in latents_per_step])
+            outputs.append(
+                DiffusionOutput(
+                    request_id=item.request.request_id,
+                    output=images[row : row + count],
+                    seed=item.seed,
+                    trajectory_latents=trajectory,
+                    trajectory_timesteps=list(timesteps) if trajectory is not None else None,
+                    timings={"inference": elapsed, "batch_images": float(len(prompts))},
+                )
+            )
+            row += count
+        return outputs
+
+
+def _request_id(request: Any) -> str:
+    request_id = getattr(request, "request_id", None)
+    return request_id if isinstance(request_id, str) and request_id else "<missing request_id>"
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}
+
+
+def _quiet_library_logs() -> None:
+    """diffusers/transformers log progress bars and hints on every load; keep stderr for omni."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    for name in ("diffusers", "transformers"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.disable_progress_bar()

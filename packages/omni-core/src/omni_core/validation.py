@@ -1,0 +1,112 @@
+"""Request validation, shared by the runner, the CLI and the servers.
+
+Torch-free so that a server can reject bad input before it reaches a model
+(or even a process that has one). Every error names the field and the fix.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from omni_core.errors import RequestValidationError
+from omni_core.request import OmniDiffusionRequest
+
+if TYPE_CHECKING:
+    from omni_core.config import OmniDiffusionConfig
+
+SIZE_MULTIPLE = 8
+MAX_SEED = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    """Caps a deployment puts on requests; built from the config's ``max_*`` fields."""
+
+    max_image_pixels: int = 1024 * 1024
+    max_num_inference_steps: int = 200
+    max_outputs_per_prompt: int = 10
+    max_prompt_length: int = 4000
+
+    @classmethod
+    def from_config(cls, config: OmniDiffusionConfig) -> RequestLimits:
+        return cls(
+            max_image_pixels=config.max_image_pixels,
+            max_num_inference_steps=config.max_num_inference_steps,
+            max_outputs_per_prompt=config.max_outputs_per_prompt,
+            max_prompt_length=config.max_prompt_length,
+        )
+
+
+def validate_request(request: OmniDiffusionRequest, limits: RequestLimits) -> None:
+    """Raise :class:`RequestValidationError` naming the first bad field."""
+    if not isinstance(request.request_id, str) or not request.request_id:
+        raise RequestValidationError("request_id", "must be a non-empty string")
+    _check_text("prompt", request.prompt, limits.max_prompt_length, required=True)
+    _check_text("negative_prompt", request.negative_prompt, limits.max_prompt_length, required=False)
+    for name in ("height", "width"):
+        value = getattr(request, name)
+        if value is None:
+            continue
+        _check_int(name, value)
+        if value <= 0 or value % SIZE_MULTIPLE:
+            raise RequestValidationError(name, f"must be a positive multiple of {SIZE_MULTIPLE}, got {value}")
+    if request.height is not None and request.width is not None:
+        pixels = request.height * request.width
+        if pixels > limits.max_image_pixels:
+            raise RequestValidationError(
+                "size",
+                f"{request.width}x{request.height} is {pixels} pixels, over this deployment's cap "
+                f"of {limits.max_image_pixels}; ask for a smaller size",
+            )
+    if request.num_inference_steps is not None:
+        _check_int("num_inference_steps", request.num_inference_steps)
+        if not 1 <= request.num_inference_steps <= limits.max_num_inference_steps:
+            raise RequestValidationError(
+                "num_inference_steps",
+                f"must be between 1 and {limits.max_num_inference_steps}, got {request.num_inference_steps}",
+            )
+    if request.guidance_scale is not None:
+        value = request.guidance_scale
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise RequestValidationError("guidance_scale", f"must be a finite number, got {value!r}")
+        if value < 0:
+            raise RequestValidationError("guidance_scale", f"must be >= 0, got {value}")
+    if request.seed is not None:
+        _check_int("seed", request.seed)
+        if not 0 <= request.seed <= MAX_SEED:
+            raise RequestValidationError("seed", f"must be between 0 and 2**63-1, got {request.seed}")
+    _check_int("num_outputs_per_prompt", request.num_outputs_per_prompt)
+    if not 1 <= request.num_outputs_per_prompt <= limits.max_outputs_per_prompt:
+        raise RequestValidationError(
+            "num_outputs_per_prompt",
+            f"must be between 1 and {limits.max_outputs_per_prompt}, got {request.num_outputs_per_prompt}",
+        )
+    _check_int("priority", request.priority)
+    if request.deadline is not None and (
+        isinstance(request.deadline, bool) or not isinstance(request.deadline, (int, float))
+    ):
+        raise RequestValidationError("deadline", "must be a Unix time in seconds (a number) or None")
+    if request.tenant is not None and not isinstance(request.tenant, str):
+        raise RequestValidationError("tenant", "must be a string or None")
+    if not isinstance(request.return_trajectory, bool):
+        raise RequestValidationError("return_trajectory", "must be true or false")
+
+
+def _check_text(name: str, value: Any, max_length: int, *, required: bool) -> None:
+    if value is None and not required:
+        return
+    if not isinstance(value, str):
+        raise RequestValidationError(name, f"must be a string, got {type(value).__name__}")
+    if required and not value.strip():
+        raise RequestValidationError(name, "must not be empty")
+    if len(value) > max_length:
+        raise RequestValidationError(
+            name, f"is {len(value)} characters, over the limit of {max_length}; shorten it"
+        )
+
+
+def _check_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RequestValidationError(name, f"must be an integer, got {type(value).__name__} {value!r}")

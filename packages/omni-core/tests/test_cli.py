@@ -1,0 +1,75 @@
+"""The omni command, run as a real subprocess."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from PIL import Image
+
+
+def omni(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    executable = shutil.which("omni")
+    assert executable, "the omni console script is not installed"
+    return subprocess.run(
+        [executable, *args], capture_output=True, text=True, cwd=cwd, env=os.environ.copy(), check=False
+    )
+
+
+def test_generate_writes_pngs_of_the_requested_size(tmp_path: Path, tiny_model: Path) -> None:
+    result = omni(
+        "generate",
+        "a red circle",
+        "--model",
+        str(tiny_model),
+        "--executor",
+        "inproc",
+        "--size",
+        "64x32",
+        "--steps",
+        "2",
+        "--seed",
+        "3",
+        "-n",
+        "2",
+        "-o",
+        "out/pic.png",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    for index in range(2):
+        with Image.open(tmp_path / "out" / f"pic-{index}.png") as image:
+            assert image.size == (64, 32)
+    assert "seed 3" in result.stdout
+    assert "2/2" in result.stderr  # the step progress bar reached the end
+
+
+def test_generate_with_the_built_in_default_model(tmp_path: Path) -> None:
+    result = omni(
+        "generate", "anything", "--executor", "inproc", "--steps", "2", "--seed", "1", "--quiet", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    with Image.open(tmp_path / "out.png") as image:
+        assert image.size == (64, 64)
+
+
+def test_generate_reports_bad_input_by_field(tmp_path: Path, tiny_model: Path) -> None:
+    result = omni(
+        "generate", "x", "--model", str(tiny_model), "--executor", "inproc", "--size", "60x64", cwd=tmp_path
+    )
+    assert result.returncode != 0
+    assert "width: must be a positive multiple of 8" in result.stderr
+    missing = omni("generate", "x", "--model", str(tmp_path / "nope"), "--executor", "inproc", cwd=tmp_path)
+    assert missing.returncode != 0
+    assert str(tmp_path / "nope") in missing.stderr
+
+
+def test_executors_lists_installed_and_missing(tmp_path: Path) -> None:
+    result = omni("executors", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = {line.split()[0]: line for line in result.stdout.splitlines()[1:]}
+    assert "installed" in lines["inproc"]
+    if "missing" in lines["http"]:
+        assert "pip install omni-executor-http" in lines["http"]
