@@ -1,0 +1,91 @@
+"""Moving a batch's images from a worker to the parent.
+
+``shm``: the worker writes every image of a batch into one POSIX shared
+memory block and sends only its name and layout; the parent copies the
+images out and unlinks the block. ``pipe``: the arrays are pickled through
+the worker's pipe. Both are same-machine only and between omni's own
+processes (never a network peer). ``benchmarks/bench_multiproc.py``
+measures both; shared memory is the default because it wins for large
+batches (see docs/performance.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from multiprocessing import shared_memory
+from typing import Any
+
+import numpy as np
+
+from omni_core.images import ImageArray
+
+
+@dataclass(frozen=True)
+class ImageLayout:
+    shape: tuple[int, ...]
+    offset: int
+
+
+@dataclass(frozen=True)
+class SharedImages:
+    """What crosses the pipe for a shared-memory batch: a block name and where each image is."""
+
+    name: str
+    layouts: list[list[ImageLayout]]
+    """Per output, its images' layouts."""
+
+
+@dataclass(frozen=True)
+class PipedImages:
+    images: list[list[ImageArray]]
+
+
+PackedImages = SharedImages | PipedImages
+
+
+def pack_images(per_output: list[list[ImageArray]], transport: str) -> PackedImages:
+    """Worker side: put a batch's images where the parent will find them."""
+    if transport == "pipe":
+        return PipedImages(per_output)
+    total = sum(image.nbytes for images in per_output for image in images)
+    if total == 0:
+        return PipedImages(per_output)
+    block = shared_memory.SharedMemory(create=True, size=total)
+    try:
+        offset = 0
+        layouts: list[list[ImageLayout]] = []
+        for images in per_output:
+            placed = []
+            for image in images:
+                target: np.ndarray[Any, Any] = np.ndarray(
+                    image.shape, dtype=np.uint8, buffer=block.buf, offset=offset
+                )
+                target[...] = image
+                placed.append(ImageLayout(tuple(image.shape), offset))
+                offset += image.nbytes
+            layouts.append(placed)
+        return SharedImages(block.name, layouts)
+    finally:
+        block.close()
+
+
+def unpack_images(packed: PackedImages) -> list[list[ImageArray]]:
+    """Parent side: copy the images out and free the shared block."""
+    if isinstance(packed, PipedImages):
+        return packed.images
+    block = shared_memory.SharedMemory(name=packed.name)
+    try:
+        result: list[list[ImageArray]] = []
+        for layouts in packed.layouts:
+            images = []
+            for layout in layouts:
+                view: np.ndarray[Any, Any] = np.ndarray(
+                    layout.shape, dtype=np.uint8, buffer=block.buf, offset=layout.offset
+                )
+                images.append(view.copy())
+                del view
+            result.append(images)
+        return result
+    finally:
+        block.close()
+        block.unlink()

@@ -1,0 +1,140 @@
+"""The worker process: load the model once, then serve messages until told to stop.
+
+Runs in a *spawned* process (never forked: a forked copy of a parent that
+already touched CUDA or torch threads is unsafe). Talks to the parent over
+one duplex pipe:
+
+parent → worker  ``("execute", batch_id, requests)``, ``("rpc", call_id, method, args, kwargs)``,
+                 ``("shutdown",)``
+worker → parent  ``("ready", info)``, ``("load_error", type, message)``,
+                 ``("progress", batch_id, request_ids, step, total)``,
+                 ``("result", batch_id, outputs, packed_images)``,
+                 ``("rpc_result", call_id, ok, value)``
+
+A watchdog thread exits the worker if its parent disappears, so a killed
+parent never leaves workers behind.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from omni_core.config import OmniDiffusionConfig
+
+PARENT_POLL_SECONDS = 0.2
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything a worker needs, sent once at spawn."""
+
+    rank: int
+    device: str
+    threads: int | None
+    config: OmniDiffusionConfig
+    image_transport: str
+    parent_pid: int
+
+
+def worker_main(spec: WorkerSpec, conn: Connection) -> None:
+    """Process entry point (must stay importable without torch: spawn imports this module)."""
+    _start_parent_watchdog(spec.parent_pid)
+    if spec.threads is not None:
+        # Before torch is imported, so its thread pools start at the right size.
+        for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[variable] = str(spec.threads)
+    try:
+        import torch
+
+        if spec.threads is not None:
+            torch.set_num_threads(spec.threads)
+        from omni_core.runner import DiffusionModelRunner
+
+        runner = DiffusionModelRunner(spec.config, device=spec.device)
+        runner.load_model()
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
+        conn.send(("load_error", type(exc).__name__, str(exc)))
+        conn.close()
+        return
+    conn.send(("ready", runner.describe()))
+    WorkerLoop(spec, conn, runner).run()
+
+
+class WorkerLoop:
+    """Serves one message at a time; a pipeline is not thread-safe, so no concurrency here."""
+
+    def __init__(self, spec: WorkerSpec, conn: Connection, runner: Any) -> None:
+        self.spec = spec
+        self.conn = conn
+        self.runner = runner
+
+    def run(self) -> None:
+        while True:
+            try:
+                message = self.conn.recv()
+            except (EOFError, OSError):
+                return  # parent closed the pipe or died
+            kind = message[0]
+            if kind == "shutdown":
+                return
+            if kind == "execute":
+                self._execute(message[1], message[2])
+            elif kind == "rpc":
+                self._rpc(*message[1:])
+
+    def _execute(self, batch_id: int, requests: Sequence[Any]) -> None:
+        from omni_executor_multiproc.transport import pack_images
+
+        def on_step(request_ids: Sequence[str], step: int, total: int) -> None:
+            self.conn.send(("progress", batch_id, list(request_ids), step, total))
+
+        started = time.perf_counter()
+        try:
+            outputs = self.runner.execute(requests, on_step=on_step)
+        except Exception as exc:  # noqa: BLE001 - the runner isolates requests; this is a last resort
+            from omni_core.request import DiffusionOutput
+
+            outputs = [DiffusionOutput.failure(r.request_id, exc) for r in requests]
+        worker_seconds = time.perf_counter() - started
+        images = []
+        for output in outputs:
+            images.append(output.output)
+            output.output = []
+            output.timings["worker"] = worker_seconds
+        packed = pack_images(images, self.spec.image_transport)
+        self.conn.send(("result", batch_id, outputs, packed))
+
+    def _rpc(self, call_id: int, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        target = None if method.startswith("_") else getattr(self.runner, method, None)
+        if not callable(target):
+            self.conn.send(
+                ("rpc_result", call_id, False, f"AttributeError: worker has no public method {method!r}")
+            )
+            return
+        try:
+            value = target(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - sent back to the caller
+            detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            self.conn.send(("rpc_result", call_id, False, detail))
+            return
+        self.conn.send(("rpc_result", call_id, True, value))
+
+
+def _start_parent_watchdog(parent_pid: int) -> None:
+    """Exit at once if the parent dies (re-parenting changes our ppid)."""
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent_pid:
+                os._exit(3)
+            time.sleep(PARENT_POLL_SECONDS)
+
+    threading.Thread(target=watch, name="omni-parent-watchdog", daemon=True).start()
