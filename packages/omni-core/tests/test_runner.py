@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import fraction_of_pixels_off_by_more_than
 
 from omni_core import OmniDiffusionConfig, OmniDiffusionRequest
 from omni_core.runner import DiffusionModelRunner
+from omni_core.testing_images import fraction_of_pixels_off_by_more_than
 
 
 @pytest.fixture(scope="module")

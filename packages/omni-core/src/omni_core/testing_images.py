@@ -1,4 +1,4 @@
-"""Small helpers shared by the tests (not fixtures)."""
+"""Image comparisons for tests: 8-bit images, compared the way DESIGN.md promises."""
 
 from __future__ import annotations
 

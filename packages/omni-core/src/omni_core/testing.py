@@ -1,0 +1,36 @@
+"""pytest fixtures shared by every omni package's tests.
+
+A package's ``conftest.py`` imports them (``from omni_core.testing import
+tiny_model, isolated_omni_cache``) so each package's test session, which
+installs only omni-core beside it, gets the same tiny model without copying
+fixture code. Needs pytest and the ``[diffusers]`` extra.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_omni_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Keep the built-in default model out of the user's ~/.cache during tests."""
+    previous = os.environ.get("OMNI_CACHE_DIR")
+    path = tmp_path_factory.mktemp("omni-cache")
+    os.environ["OMNI_CACHE_DIR"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("OMNI_CACHE_DIR", None)
+    else:
+        os.environ["OMNI_CACHE_DIR"] = previous
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Stable-Diffusion pipeline saved with save_pretrained (random weights, seed 0)."""
+    from omni_core.models.tiny import build_tiny_pipeline
+
+    return build_tiny_pipeline(tmp_path_factory.mktemp("models") / "tiny", seed=0)

@@ -1,0 +1,151 @@
+"""The multiprocess executor with real spawned workers and the tiny model."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from omni_core import (
+    DiffusionEngine,
+    OmniDiffusionConfig,
+    OmniDiffusionRequest,
+    ProgressEvent,
+)
+from omni_core.executors.inproc import InProcDiffusionExecutor
+from omni_executor_multiproc import MultiProcDiffusionExecutor
+
+
+def req(seed: int, **fields: object) -> OmniDiffusionRequest:
+    base: dict[str, object] = {"height": 64, "width": 64, "num_inference_steps": 3, "seed": seed}
+    return OmniDiffusionRequest(prompt="a cat", **{**base, **fields})  # type: ignore[arg-type]
+
+
+def mp_config(model: Path, **options: object) -> OmniDiffusionConfig:
+    return OmniDiffusionConfig(
+        model_name_or_path=str(model),
+        executor_class="mp",
+        max_batch_size=4,
+        executor_options={"num_workers": 2, "threads_per_worker": 1, **options},
+    )
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model: Path) -> Iterator[DiffusionEngine]:
+    with DiffusionEngine(mp_config(tiny_model)) as engine:
+        yield engine
+
+
+def test_default_and_shorthands_select_this_executor() -> None:
+    for spec in (None, "mp", "multiproc"):
+        assert OmniDiffusionConfig(executor_class=spec).resolve_executor_class() is MultiProcDiffusionExecutor
+
+
+def test_workers_are_spawned_processes_with_their_own_threads(engine: DiffusionEngine) -> None:
+    infos = engine.collective_rpc("describe", timeout=30)
+    executor = engine.executor
+    assert isinstance(executor, MultiProcDiffusionExecutor)
+    assert [info["pid"] for info in infos] == [w.pid for w in executor.workers]  # rank order
+    assert len({info["pid"] for info in infos} | {os.getpid()}) == 3
+    assert [info["torch_threads"] for info in infos] == [1, 1]
+    assert [info["device"] for info in infos] == ["cpu", "cpu"]
+    assert all(type(w.process).__name__ == "SpawnProcess" for w in executor.workers)
+
+
+def test_same_image_as_the_in_process_executor(engine: DiffusionEngine, tiny_model: Path) -> None:
+    mp_out = engine.step([req(11)])[0]
+    config = OmniDiffusionConfig(model_name_or_path=str(tiny_model), executor_class=InProcDiffusionExecutor)
+    with DiffusionEngine(config) as inproc:
+        in_out = inproc.step([req(11)])[0]
+    assert mp_out.seed == in_out.seed == 11
+    assert np.array_equal(mp_out.output[0], in_out.output[0])
+
+
+def test_requests_spread_over_workers_and_batch(engine: DiffusionEngine) -> None:
+    requests = [req(i) for i in range(16)]
+    outputs = [f.result(timeout=120) for f in [engine.submit(r) for r in requests]]
+    assert [o.request_id for o in outputs] == [r.request_id for r in requests]
+    assert all(o.ok for o in outputs)
+    assert {o.timings["worker_rank"] for o in outputs} == {0.0, 1.0}
+    assert max(o.timings["batch_images"] for o in outputs) > 1  # queued requests were batched
+    assert max(o.timings["batch_images"] for o in outputs) <= 4  # never past max_batch_size
+
+
+def test_many_concurrent_callers_none_lost_or_duplicated(engine: DiffusionEngine) -> None:
+    def call(i: int) -> str:
+        output = engine.submit(req(i, height=32, width=32, num_inference_steps=1)).result(timeout=120)
+        assert output.ok, output.error
+        return output.request_id
+
+    requests_sent: list[str] = []
+    with ThreadPoolExecutor(8) as pool:
+        ids = list(pool.map(call, range(64)))
+    requests_sent.extend(ids)
+    assert len(set(ids)) == 64
+
+
+def test_progress_reaches_the_caller(engine: DiffusionEngine) -> None:
+    request = req(3, num_inference_steps=5)
+    events: list[ProgressEvent] = []
+
+    def listener(event: ProgressEvent) -> None:
+        if event.request_id == request.request_id:
+            events.append(event)
+
+    remove = engine.add_progress_listener(listener)
+    engine.submit(request).result(timeout=60)
+    remove()
+    assert [(e.step, e.total_steps) for e in events] == [(i, 5) for i in range(1, 6)]
+
+
+def test_bad_requests_fail_alone(engine: DiffusionEngine) -> None:
+    outputs = engine.step([req(1, height=63), req(2), req(3, num_inference_steps=0)])
+    assert outputs[0].error is not None
+    assert outputs[0].error.startswith("height: must be a positive multiple of 8")
+    assert outputs[1].ok
+    assert outputs[2].error is not None
+    assert outputs[2].error.startswith("num_inference_steps:")
+
+
+def test_collective_rpc_errors_and_timeout(engine: DiffusionEngine) -> None:
+    assert engine.collective_rpc("ping", timeout=30) == ["pong", "pong"]
+    with pytest.raises(AttributeError, match="no public method 'nope'"):
+        engine.collective_rpc("nope", timeout=30)
+    # Keep both workers busy, so the RPC waits behind real work and times out.
+    slow = [engine.submit(req(i, height=256, width=256, num_inference_steps=30)) for i in range(2)]
+    started = threading.Event()
+    remove = engine.add_progress_listener(lambda event: started.set())
+    assert started.wait(60)
+    with pytest.raises(TimeoutError, match="'ping'"):
+        engine.collective_rpc("ping", timeout=0.05)
+    remove()
+    assert all(f.result(timeout=120).ok for f in slow)
+    assert engine.collective_rpc("ping", timeout=30) == ["pong", "pong"]
+
+
+def test_pipe_transport_gives_the_same_images(tiny_model: Path, engine: DiffusionEngine) -> None:
+    with DiffusionEngine(mp_config(tiny_model, num_workers=1, image_transport="pipe")) as piped:
+        via_pipe = piped.step([req(21, num_outputs_per_prompt=2)])[0]
+    via_shm = engine.step([req(21, num_outputs_per_prompt=2)])[0]
+    assert len(via_pipe.output) == len(via_shm.output) == 2
+    for a, b in zip(via_pipe.output, via_shm.output, strict=True):
+        assert np.array_equal(a, b)
+
+
+def test_shutdown_is_idempotent_and_leaves_no_process(tiny_model: Path) -> None:
+    engine = DiffusionEngine(mp_config(tiny_model, num_workers=1))
+    executor = engine.executor
+    assert isinstance(executor, MultiProcDiffusionExecutor)
+    processes = [w.process for w in executor.workers]
+    engine.close()
+    engine.close()
+    executor.shutdown()
+    assert all(p.exitcode is not None for p in processes)
+    live = {child.pid for child in multiprocessing.active_children()}
+    assert not live & {p.pid for p in processes}
