@@ -46,7 +46,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy, strict on every package (torch/diffusers are typed as Any at the boundary)."""
-    session.install("mypy>=1.11", "types-tqdm", *CONSTRAINTS, *PACKAGES.values())
+    session.install("mypy>=1.11", "types-tqdm", "pytest>=8", *CONSTRAINTS, *PACKAGES.values())
     session.run("mypy")
 
 

@@ -129,13 +129,32 @@ def test_collective_rpc_errors_and_timeout(engine: DiffusionEngine) -> None:
     assert engine.collective_rpc("ping", timeout=30) == ["pong", "pong"]
 
 
-def test_pipe_transport_gives_the_same_images(tiny_model: Path, engine: DiffusionEngine) -> None:
-    with DiffusionEngine(mp_config(tiny_model, num_workers=1, image_transport="pipe")) as piped:
-        via_pipe = piped.step([req(21, num_outputs_per_prompt=2)])[0]
-    via_shm = engine.step([req(21, num_outputs_per_prompt=2)])[0]
-    assert len(via_pipe.output) == len(via_shm.output) == 2
-    for a, b in zip(via_pipe.output, via_shm.output, strict=True):
-        assert np.array_equal(a, b)
+def test_every_image_transport_gives_the_same_images(tiny_model: Path, engine: DiffusionEngine) -> None:
+    request = req(21, num_outputs_per_prompt=2)
+    results = {"auto": engine.step([request])[0]}
+    for transport in ("pipe", "shm"):
+        with DiffusionEngine(mp_config(tiny_model, num_workers=1, image_transport=transport)) as other:
+            results[transport] = other.step([request])[0]
+    reference = results["auto"].output
+    assert len(reference) == 2
+    for output in results.values():
+        assert len(output.output) == 2
+        for a, b in zip(output.output, reference, strict=True):
+            assert np.array_equal(a, b)
+
+
+def test_large_batches_travel_through_shared_memory() -> None:
+    from omni_executor_multiproc.transport import PipedImages, SharedImages, pack_images, unpack_images
+
+    rng = np.random.default_rng(0)
+    small = [[rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)]]
+    large = [[rng.integers(0, 256, (512, 512, 3), dtype=np.uint8)] for _ in range(2)]
+    assert isinstance(pack_images(small, "auto"), PipedImages)
+    packed = pack_images(large, "auto")
+    assert isinstance(packed, SharedImages)
+    back = unpack_images(packed)
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(back, large, strict=True))
+    assert not Path(f"/dev/shm/{packed.name.lstrip('/')}").exists()  # the parent unlinked it
 
 
 def test_shutdown_is_idempotent_and_leaves_no_process(tiny_model: Path) -> None:

@@ -20,8 +20,10 @@ class MultiProcOptions:
     """Restarts allowed per worker rank, so a model that crashes on load cannot loop forever."""
     startup_timeout: float = 600.0
     """Seconds to wait for every worker to load the model."""
-    image_transport: Literal["shm", "pipe"] = "shm"
-    """How images come back: POSIX shared memory (default; faster for large batches) or the pipe."""
+    image_transport: Literal["auto", "shm", "pipe"] = "auto"
+    """How images come back: ``shm`` (POSIX shared memory), ``pipe`` (pickled through the worker's
+    pipe) or ``auto``: shared memory for batches of at least 1 MiB, the pipe below (measured in
+    benchmarks/bench_multiproc.py: the pipe wins for small batches, shared memory 2-3x for large)."""
     max_inflight_batches: int = 1
     """Batches queued inside one worker; 1 keeps batching and least-loaded placement in the parent."""
 

@@ -5,8 +5,9 @@ memory block and sends only its name and layout; the parent copies the
 images out and unlinks the block. ``pipe``: the arrays are pickled through
 the worker's pipe. Both are same-machine only and between omni's own
 processes (never a network peer). ``benchmarks/bench_multiproc.py``
-measures both; shared memory is the default because it wins for large
-batches (see docs/performance.md).
+measures both: the pipe wins below about 1 MB a batch (no block to create
+and map), shared memory wins 2-3x above, so ``auto`` picks by size (see
+docs/performance.md).
 """
 
 from __future__ import annotations
@@ -43,12 +44,14 @@ class PipedImages:
 PackedImages = SharedImages | PipedImages
 
 
+SHM_THRESHOLD_BYTES = 1 << 20
+"""``auto`` uses shared memory from this batch size up; below it, creating a block costs more."""
+
+
 def pack_images(per_output: list[list[ImageArray]], transport: str) -> PackedImages:
     """Worker side: put a batch's images where the parent will find them."""
-    if transport == "pipe":
-        return PipedImages(per_output)
     total = sum(image.nbytes for images in per_output for image in images)
-    if total == 0:
+    if transport == "pipe" or total == 0 or (transport == "auto" and total < SHM_THRESHOLD_BYTES):
         return PipedImages(per_output)
     block = shared_memory.SharedMemory(create=True, size=total)
     try:
