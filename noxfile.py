@@ -24,7 +24,7 @@ PACKAGES: dict[str, str] = {
     "omni-executor-multiproc": "./packages/omni-executor-multiproc",
 }
 
-nox.options.sessions = ["lint", "typecheck", "tests", "integration", "examples", "benchmarks"]
+nox.options.sessions = ["lint", "typecheck", "core_light", "tests", "integration", "examples", "benchmarks"]
 nox.options.error_on_missing_interpreters = True
 nox.options.reuse_existing_virtualenvs = False
 
@@ -48,6 +48,22 @@ def typecheck(session: nox.Session) -> None:
     """mypy, strict on every package (torch/diffusers are typed as Any at the boundary)."""
     session.install("mypy>=1.11", "types-tqdm", "pytest>=8", *CONSTRAINTS, *PACKAGES.values())
     session.run("mypy")
+
+
+@nox.session
+def core_light(session: nox.Session) -> None:
+    """omni-core without extras installs no torch and imports without it."""
+    session.install("./packages/omni-core")
+    installed = session.run("python", "-m", "pip", "list", "--format=freeze", silent=True) or ""
+    heavy = [line for line in installed.splitlines() if line.lower().startswith(("torch=", "diffusers="))]
+    if heavy:
+        session.error(f"pip install ./packages/omni-core pulled in {heavy}")
+    session.run(
+        "python",
+        "-c",
+        "import sys, omni_core; omni_core.OmniDiffusionConfig(executor_class='inproc'); "
+        "assert 'torch' not in sys.modules; print('omni_core imported without torch')",
+    )
 
 
 @nox.session

@@ -1,0 +1,61 @@
+"""Cross-package checks with every package installed: one image, whichever executor."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from omni_core import DiffusionEngine, OmniDiffusionConfig, OmniDiffusionRequest
+from omni_core.images import decode_png
+
+EXECUTORS = ["inproc", "mp"]
+
+
+def requests() -> list[OmniDiffusionRequest]:
+    return [
+        OmniDiffusionRequest(prompt="a 7", height=64, width=64, num_inference_steps=3, seed=5),
+        OmniDiffusionRequest(
+            prompt="a 3", height=32, width=64, num_inference_steps=2, seed=6, num_outputs_per_prompt=2
+        ),
+    ]
+
+
+@pytest.fixture(scope="module")
+def images_by_executor(tiny_model: Path) -> dict[str, list[list[np.ndarray]]]:
+    results = {}
+    for executor in EXECUTORS:
+        config = OmniDiffusionConfig(model_name_or_path=str(tiny_model), executor_class=executor)
+        with DiffusionEngine(config) as engine:
+            results[executor] = [engine.step([r])[0].raise_for_error().output for r in requests()]
+    return results
+
+
+@pytest.mark.parametrize("executor", EXECUTORS[1:])
+def test_same_seed_same_8bit_image_as_inproc(
+    images_by_executor: dict[str, list[list[np.ndarray]]], executor: str
+) -> None:
+    reference = images_by_executor["inproc"]
+    for expected, got in zip(reference, images_by_executor[executor], strict=True):
+        assert len(expected) == len(got)
+        for a, b in zip(expected, got, strict=True):
+            assert np.array_equal(a, b)
+
+
+def test_readme_main_command_uses_the_default_executor(tmp_path: Path) -> None:
+    omni = shutil.which("omni")
+    assert omni
+    result = subprocess.run(
+        [omni, "generate", "a handwritten 7", "-o", "seven.png", "--steps", "3", "--seed", "0"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "executor 'mp'" in result.stderr
+    image = decode_png((tmp_path / "seven.png").read_bytes())
+    assert image.shape == (64, 64, 3)
