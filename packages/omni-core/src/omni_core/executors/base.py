@@ -54,7 +54,7 @@ class DiffusionExecutor(ABC):
     """
 
     options_class: ClassVar[type] = NoOptions
-    max_concurrent_submits: ClassVar[int] = 8
+    max_concurrent_submits: int = 8
     """Threads behind the default :meth:`submit`; overridden by executors with their own queue."""
 
     def __init__(self, od_config: OmniDiffusionConfig) -> None:

@@ -1,0 +1,162 @@
+"""The OpenAI Images API as omni speaks it, both ways.
+
+``POST /v1/images/generations`` with OpenAI's fields (``prompt``, ``n``,
+``size`` "WxH", ``response_format`` ``b64_json``) plus the diffusion fields
+vllm-omni's server accepts (``negative_prompt``, ``num_inference_steps``,
+``guidance_scale``, ``seed``) and omni's ``priority``. Shared by the server
+(parsing) and the executor (building), so the two cannot drift apart.
+Torch-free and framework-free.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from omni_core.errors import RequestValidationError
+from omni_core.request import OmniDiffusionRequest
+from omni_core.validation import RequestLimits, validate_request
+
+GENERATIONS_PATH = "/v1/images/generations"
+MAX_N = 10
+
+# OpenAI fields a client may send that do not change what a diffusion model draws.
+IGNORED_OPENAI_FIELDS = frozenset(
+    {"model", "quality", "style", "moderation", "safety_identifier", "output_compression"}
+)
+DIFFUSION_FIELDS = ("negative_prompt", "num_inference_steps", "guidance_scale", "seed")
+SUPPORTED_FIELDS = frozenset(
+    {"prompt", "n", "size", "response_format", "user", "background", "output_format", "stream", "priority"}
+    | set(DIFFUSION_FIELDS)
+    | IGNORED_OPENAI_FIELDS
+)
+
+# core's field names → the request parameter a client wrote.
+CORE_TO_WIRE_FIELD = {"num_outputs_per_prompt": "n", "height": "size", "width": "size", "tenant": "user"}
+
+
+class APIError(Exception):
+    """An error in OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}``."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        kind: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.param = param
+        self.code = code
+        self.kind = kind or ("invalid_request_error" if status < 500 else "server_error")
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
+
+
+def invalid(param: str | None, message: str, code: str = "invalid_value") -> APIError:
+    return APIError(400, message, param=param, code=code)
+
+
+def parse_size(value: Any) -> tuple[int | None, int | None]:
+    """``"WxH"`` → (height, width); ``None``/``"auto"`` → the model's default."""
+    if value is None or value == "auto":
+        return None, None
+    if not isinstance(value, str):
+        raise invalid("size", f"size must be a string like '512x512', got {type(value).__name__}")
+    parts = value.lower().split("x")
+    if len(parts) != 2 or not all(part.isdigit() for part in parts):
+        raise invalid("size", f"size {value!r} is not WIDTHxHEIGHT, e.g. '512x512'")
+    width, height = int(parts[0]), int(parts[1])
+    return height, width
+
+
+def _typed(body: dict[str, Any], name: str, kind: type | tuple[type, ...], label: str) -> Any:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise invalid(name, f"{name} must be {label}, got {type(value).__name__}")
+    return value
+
+
+def parse_generation_request(body: Any, limits: RequestLimits, *, request_id: str) -> OmniDiffusionRequest:
+    """Validate an OpenAI-style body and build the omni request; :class:`APIError` names the field."""
+    if not isinstance(body, dict):
+        raise invalid(None, "request body must be a JSON object")
+    unknown = sorted(set(body) - SUPPORTED_FIELDS)
+    if unknown:
+        raise invalid(
+            unknown[0],
+            f"unknown field {unknown[0]!r}; supported: {', '.join(sorted(SUPPORTED_FIELDS))}",
+            code="unknown_parameter",
+        )
+    if "prompt" not in body:
+        raise invalid("prompt", "prompt is required", code="missing_required_parameter")
+    prompt = body["prompt"]
+    if not isinstance(prompt, str):
+        raise invalid("prompt", f"prompt must be a string, got {type(prompt).__name__}")
+    response_format = body.get("response_format") or "b64_json"
+    if response_format != "b64_json":
+        raise invalid("response_format", "only response_format 'b64_json' is supported (no image hosting)")
+    if (body.get("output_format") or "png") != "png":
+        raise invalid("output_format", "only output_format 'png' is supported")
+    if body.get("background") == "transparent":
+        raise invalid("background", "transparent backgrounds are not supported; use 'auto' or 'opaque'")
+    if body.get("stream"):
+        raise invalid("stream", "streaming is not supported; leave stream unset or false")
+    n = _typed(body, "n", int, "an integer")
+    if n is not None and not 1 <= n <= MAX_N:
+        raise invalid("n", f"n must be between 1 and {MAX_N}, got {n}")
+    height, width = parse_size(body.get("size"))
+    guidance = _typed(body, "guidance_scale", (int, float), "a number")
+    if guidance is not None and not math.isfinite(guidance):
+        raise invalid("guidance_scale", "guidance_scale must be a finite number")
+    user = _typed(body, "user", str, "a string")
+    request = OmniDiffusionRequest(
+        prompt=prompt,
+        negative_prompt=_typed(body, "negative_prompt", str, "a string"),
+        height=height,
+        width=width,
+        num_inference_steps=_typed(body, "num_inference_steps", int, "an integer"),
+        guidance_scale=None if guidance is None else float(guidance),
+        seed=_typed(body, "seed", int, "an integer"),
+        num_outputs_per_prompt=n if n is not None else 1,
+        priority=_typed(body, "priority", int, "an integer") or 0,
+        tenant=user,
+        request_id=request_id,
+    )
+    try:
+        validate_request(request, limits)
+    except RequestValidationError as exc:
+        param = CORE_TO_WIRE_FIELD.get(exc.field, exc.field)
+        raise invalid(param, f"{param}: {exc.reason}") from None
+    return request
+
+
+def build_generation_body(request: OmniDiffusionRequest, *, model: str | None = None) -> dict[str, Any]:
+    """The JSON an OpenAI-compatible server understands; only fields the request sets."""
+    body: dict[str, Any] = {
+        "prompt": request.prompt,
+        "n": request.num_outputs_per_prompt,
+        "response_format": "b64_json",
+    }
+    if model is not None:
+        body["model"] = model
+    if request.height is not None or request.width is not None:
+        if request.height is None or request.width is None:
+            raise RequestValidationError("size", "set both height and width, or neither, for an HTTP request")
+        body["size"] = f"{request.width}x{request.height}"
+    for name in DIFFUSION_FIELDS:
+        value = getattr(request, name)
+        if value is not None:
+            body[name] = value
+    if request.priority:
+        body["priority"] = request.priority
+    if request.tenant is not None:
+        body["user"] = request.tenant
+    return body

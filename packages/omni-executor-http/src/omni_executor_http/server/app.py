@@ -1,0 +1,218 @@
+"""The ASGI app: routes, auth, body cap, draining, metrics.
+
+Starlette gives routing and request/response types without a second schema
+layer: bodies are validated by :mod:`omni_executor_http.protocol`, which
+uses core's validator, so the server rejects exactly what the runner would,
+before anything reaches the model. Generation awaits ``engine.submit()``,
+so concurrent HTTP requests reach the executor together and batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from omni_core.engine import DiffusionEngine
+from omni_core.images import encode_png_b64
+from omni_core.request import DiffusionOutput
+from omni_core.validation import RequestLimits
+from omni_executor_http.protocol import GENERATIONS_PATH, APIError, parse_generation_request
+from omni_executor_http.server.metrics import ServerMetrics
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass
+class ServerSettings:
+    """What an operator configures (``omni serve`` flags)."""
+
+    api_key: str | None = None
+    served_model_name: str = "omni"
+    max_body_bytes: int = 64 * 1024
+    limits: RequestLimits = field(default_factory=RequestLimits)
+
+
+class ServerState:
+    """Mutable state shared by the handlers and the draining server."""
+
+    def __init__(self) -> None:
+        self.draining = False
+        self._inflight = 0
+        self._lock = threading.Lock()
+
+    @property
+    def inflight(self) -> int:
+        with self._lock:
+            return self._inflight
+
+    def enter(self) -> None:
+        with self._lock:
+            self._inflight += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self._inflight -= 1
+
+
+def error_response(error: APIError, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error.body(), status_code=error.status, headers=headers)
+
+
+def create_app(
+    engine: DiffusionEngine, settings: ServerSettings, state: ServerState | None = None
+) -> Starlette:
+    """Build the app serving ``engine``; the caller owns the engine's lifetime."""
+    state = state or ServerState()
+    metrics = ServerMetrics()
+    expected_key = settings.api_key.encode() if settings.api_key else None
+
+    def guarded(route: str, handler: Handler, *, public: bool = False) -> Handler:
+        async def endpoint(request: Request) -> Response:
+            started = time.perf_counter()
+            state.enter()
+            try:
+                response = await _checked(request)
+            finally:
+                state.leave()
+            metrics.requests.labels(route, str(response.status_code)).inc()
+            metrics.latency.labels(route).observe(time.perf_counter() - started)
+            return response
+
+        async def _checked(request: Request) -> Response:
+            try:
+                if state.draining and not public:
+                    raise APIError(
+                        503,
+                        "server is shutting down; retry on another instance",
+                        code="shutting_down",
+                        kind="server_error",
+                    )
+                if expected_key is not None and not public:
+                    _check_bearer(request, expected_key)
+                return await handler(request)
+            except APIError as error:
+                metrics.errors.labels(error.kind).inc()
+                headers = {"Retry-After": "1"} if error.status == 503 else None
+                if error.status == 401:
+                    headers = {"WWW-Authenticate": "Bearer"}
+                return error_response(error, headers)
+
+        return endpoint
+
+    async def generations(request: Request) -> Response:
+        body = await _read_json(request, settings.max_body_bytes)
+        omni_request = parse_generation_request(body, settings.limits, request_id=f"img-{uuid.uuid4().hex}")
+        metrics.queue_depth.inc()
+        try:
+            future = engine.submit(omni_request)
+            output: DiffusionOutput = await asyncio.wrap_future(future)
+        except Exception as exc:
+            logger.exception("engine failed on %s", omni_request.request_id)
+            raise APIError(
+                500, f"the executor failed: {type(exc).__name__}: {exc}", code="executor_error"
+            ) from exc
+        finally:
+            metrics.queue_depth.dec()
+        if output.error is not None:
+            if output.error_type == "RequestValidationError":
+                raise APIError(400, output.error, param=output.error.split(":", 1)[0], code="invalid_value")
+            raise APIError(500, f"generation failed: {output.error}", code=output.error_type or "model_error")
+        encoded = await run_in_threadpool(lambda: [encode_png_b64(image) for image in output.output])
+        metrics.images.inc(len(encoded))
+        return JSONResponse(
+            {
+                "created": int(time.time()),
+                "data": [{"b64_json": text, "revised_prompt": omni_request.prompt} for text in encoded],
+                "output_format": "png",
+                "omni": {"request_id": output.request_id, "seed": output.seed, "timings": output.timings},
+            }
+        )
+
+    async def health(request: Request) -> Response:
+        if state.draining:
+            return JSONResponse({"status": "draining"}, status_code=503)
+        try:
+            await run_in_threadpool(engine.check_health)
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            return JSONResponse({"status": "unhealthy", "reason": str(exc)}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    async def models(request: Request) -> Response:
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": [
+                    {"id": settings.served_model_name, "object": "model", "created": 0, "owned_by": "omni"}
+                ],
+            }
+        )
+
+    async def metrics_text(request: Request) -> Response:
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        status = getattr(exc, "status_code", 404)
+        message = "method not allowed" if status == 405 else f"no route {request.url.path}"
+        return error_response(
+            APIError(status, message, code="not_found" if status == 404 else "method_not_allowed")
+        )
+
+    app = Starlette(
+        routes=[
+            Route(GENERATIONS_PATH, guarded("generations", generations), methods=["POST"]),
+            Route("/health", guarded("health", health, public=True), methods=["GET"]),
+            Route("/v1/models", guarded("models", models), methods=["GET"]),
+            Route("/metrics", guarded("metrics", metrics_text), methods=["GET"]),
+        ],
+        exception_handlers={404: not_found, 405: not_found},
+    )
+    app.state.omni = state
+    app.state.metrics = metrics
+    return app
+
+
+def _check_bearer(request: Request, expected: bytes) -> None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    # compare_digest runs in time independent of where the strings differ.
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected):
+        raise APIError(
+            401, "missing or incorrect API key; send 'Authorization: Bearer <key>'", code="invalid_api_key"
+        )
+
+
+async def _read_json(request: Request, max_bytes: int) -> Any:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise APIError(
+            413, f"request body is {declared} bytes, over the limit of {max_bytes}", code="request_too_large"
+        )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise APIError(
+                413, f"request body is over the limit of {max_bytes} bytes", code="request_too_large"
+            )
+        chunks.append(chunk)
+    try:
+        return json.loads(b"".join(chunks))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise APIError(400, f"request body is not valid JSON: {exc}", code="invalid_json") from None

@@ -1,0 +1,109 @@
+"""``omni serve``: contributed to the ``omni`` command through the ``omni.cli`` entry point."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from omni_core.cli.parsing import parse_options
+from omni_core.config import OmniDiffusionConfig
+from omni_core.engine import DiffusionEngine
+from omni_core.errors import OmniError
+from omni_core.validation import RequestLimits
+
+
+@click.command()
+@click.option("--model", default=None, help="diffusers model folder or hub id [default: built-in model]")
+@click.option("--model-class", default=None, help="diffusers pipeline class")
+@click.option(
+    "--executor", default=None, help="executor behind the server: shorthand or dotted path [default: mp]"
+)
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="executor option (repeatable)")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option(
+    "--api-key",
+    envvar="OMNI_API_KEY",
+    default=None,
+    help="require 'Authorization: Bearer KEY' [env: OMNI_API_KEY]",
+)
+@click.option("--served-model-name", default="omni", show_default=True, help="the id /v1/models reports")
+@click.option("--max-body-bytes", default=64 * 1024, show_default=True, type=int)
+@click.option("--max-image-pixels", default=1024 * 1024, show_default=True, type=int)
+@click.option(
+    "--max-steps", default=200, show_default=True, type=int, help="largest num_inference_steps accepted"
+)
+@click.option("--max-prompt-length", default=4000, show_default=True, type=int)
+@click.option("--max-batch-size", default=8, show_default=True, type=int)
+@click.option("--default-steps", default=None, type=int, help="steps when a request gives none")
+@click.option(
+    "--drain-timeout",
+    default=300.0,
+    show_default=True,
+    type=float,
+    help="seconds to finish in-flight work on SIGTERM",
+)
+@click.option("--log-level", default="info", show_default=True)
+def serve(
+    model: str | None,
+    model_class: str | None,
+    executor: str | None,
+    options: tuple[str, ...],
+    host: str,
+    port: int,
+    api_key: str | None,
+    served_model_name: str,
+    max_body_bytes: int,
+    max_image_pixels: int,
+    max_steps: int,
+    max_prompt_length: int,
+    max_batch_size: int,
+    default_steps: int | None,
+    drain_timeout: float,
+    log_level: str,
+) -> None:
+    """Serve an OpenAI-compatible image API (POST /v1/images/generations) over any executor."""
+    import uvicorn
+
+    from omni_executor_http.server.app import ServerSettings, ServerState, create_app
+    from omni_executor_http.server.runner import DrainingServer
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = OmniDiffusionConfig(
+            model_name_or_path=model,
+            model_class_name=model_class,
+            executor_class=executor,
+            executor_options=parse_options(options),
+            max_batch_size=max_batch_size,
+            default_num_inference_steps=default_steps,
+            max_image_pixels=max_image_pixels,
+            max_num_inference_steps=max_steps,
+            max_prompt_length=max_prompt_length,
+        )
+        engine = DiffusionEngine(config)
+    except (OmniError, ValueError, TypeError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    try:
+        settings = ServerSettings(
+            api_key=api_key or None,
+            served_model_name=served_model_name,
+            max_body_bytes=max_body_bytes,
+            limits=RequestLimits.from_config(config),
+        )
+        state = ServerState()
+        app = create_app(engine, settings, state)
+        server = DrainingServer(
+            uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="off"),
+            state,
+            drain_timeout,
+        )
+        click.echo(
+            f"omni serving {served_model_name!r} with {type(engine.executor).__name__} on "
+            f"http://{host}:{port}",
+            err=True,
+        )
+        server.run()
+    finally:
+        engine.close()
