@@ -22,9 +22,19 @@ TEST_DEPS = ("pytest>=8", "pytest-timeout>=2.3")
 PACKAGES: dict[str, str] = {
     "omni-core": CORE,
     "omni-executor-multiproc": "./packages/omni-executor-multiproc",
+    "omni-executor-http": "./packages/omni-executor-http[server]",
+}
+# Extra test-only needs of a package's own tests.
+PACKAGE_TEST_DEPS: dict[str, tuple[str, ...]] = {
+    "omni-executor-http": ("openai>=1.40",),
+}
+# Packages whose plain install (no extras) must not pull in torch.
+LIGHT_PACKAGES: dict[str, tuple[str, ...]] = {
+    "omni-core": ("./packages/omni-core",),
+    "omni-executor-http": ("./packages/omni-core", "./packages/omni-executor-http"),
 }
 
-nox.options.sessions = ["lint", "typecheck", "core_light", "tests", "integration", "examples", "benchmarks"]
+nox.options.sessions = ["lint", "typecheck", "light", "tests", "integration", "examples", "benchmarks"]
 nox.options.error_on_missing_interpreters = True
 nox.options.reuse_existing_virtualenvs = False
 
@@ -51,18 +61,20 @@ def typecheck(session: nox.Session) -> None:
 
 
 @nox.session
-def core_light(session: nox.Session) -> None:
-    """omni-core without extras installs no torch and imports without it."""
-    session.install("./packages/omni-core")
+@nox.parametrize("package", list(LIGHT_PACKAGES))
+def light(session: nox.Session, package: str) -> None:
+    """A package without extras installs no torch and imports without it."""
+    session.install(*LIGHT_PACKAGES[package])
     installed = session.run("python", "-m", "pip", "list", "--format=freeze", silent=True) or ""
     heavy = [line for line in installed.splitlines() if line.lower().startswith(("torch=", "diffusers="))]
     if heavy:
-        session.error(f"pip install ./packages/omni-core pulled in {heavy}")
+        session.error(f"pip install {package} pulled in {heavy}")
+    module = package.replace("-", "_")
     session.run(
         "python",
         "-c",
-        "import sys, omni_core; omni_core.OmniDiffusionConfig(executor_class='inproc'); "
-        "assert 'torch' not in sys.modules; print('omni_core imported without torch')",
+        f"import sys, {module}, omni_core; omni_core.OmniDiffusionConfig(executor_class='inproc'); "
+        f"assert 'torch' not in sys.modules; print('{module} imported without torch')",
     )
 
 
@@ -71,14 +83,16 @@ def core_light(session: nox.Session) -> None:
 def tests(session: nox.Session, package: str) -> None:
     """One package's own tests, with only omni-core beside it."""
     targets = [CORE] if package == "omni-core" else [CORE, PACKAGES[package]]
-    install(session, *TEST_DEPS, *targets)
+    install(session, *TEST_DEPS, *PACKAGE_TEST_DEPS.get(package, ()), *targets)
     session.run("pytest", f"packages/{package}/tests", *session.posargs)
 
 
 @nox.session
 def integration(session: nox.Session) -> None:
     """Cross-package tests in tests/, with every package installed."""
-    install(session, *TEST_DEPS, *PACKAGES.values())
+    install(
+        session, *TEST_DEPS, *(d for deps in PACKAGE_TEST_DEPS.values() for d in deps), *PACKAGES.values()
+    )
     session.run("pytest", "tests", *session.posargs)
 
 
