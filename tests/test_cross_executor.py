@@ -59,3 +59,17 @@ def test_readme_main_command_uses_the_default_executor(tmp_path: Path) -> None:
     assert "executor 'mp'" in result.stderr
     image = decode_png((tmp_path / "seven.png").read_bytes())
     assert image.shape == (64, 64, 3)
+
+
+def test_http_in_front_of_mp_gives_the_inproc_image(
+    images_by_executor: dict[str, list[list[np.ndarray]]], tiny_model: Path, tmp_path: Path
+) -> None:
+    from omni_executor_http.testing import run_server
+
+    with run_server(tiny_model, "--option", "num_workers=2", executor="mp", tmp=tmp_path) as server:
+        config = OmniDiffusionConfig(executor_class="http", executor_options={"base_url": server.url})
+        with DiffusionEngine(config) as engine:
+            got = [engine.step([r])[0].raise_for_error().output for r in requests()]
+    for expected, images in zip(images_by_executor["inproc"], got, strict=True):
+        for a, b in zip(expected, images, strict=True):
+            assert np.array_equal(a, b)
