@@ -36,6 +36,7 @@ from omni_executor_http.server.metrics import ServerMetrics
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[Request], Awaitable[Response]]
+INLINE_ENCODE_PIXELS = 256 * 256
 
 
 @dataclass
@@ -133,7 +134,12 @@ def create_app(
             if output.error_type == "RequestValidationError":
                 raise APIError(400, output.error, param=output.error.split(":", 1)[0], code="invalid_value")
             raise APIError(500, f"generation failed: {output.error}", code=output.error_type or "model_error")
-        encoded = await run_in_threadpool(lambda: [encode_png_b64(image) for image in output.output])
+        pixels = sum(image.shape[0] * image.shape[1] for image in output.output)
+        if pixels <= INLINE_ENCODE_PIXELS:
+            # Small images encode in well under a millisecond: a thread hop would cost more.
+            encoded = [encode_png_b64(image) for image in output.output]
+        else:
+            encoded = await run_in_threadpool(lambda: [encode_png_b64(image) for image in output.output])
         metrics.images.inc(len(encoded))
         return JSONResponse(
             {
