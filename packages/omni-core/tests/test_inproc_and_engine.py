@@ -120,3 +120,29 @@ def test_same_seed_same_8bit_image_in_a_fresh_process(engine: DiffusionEngine, t
     )
     assert result.returncode == 0, result.stderr.decode()
     assert np.array_equal(decode_png(result.stdout), here)
+
+
+def test_abort_stops_a_running_request_between_steps_and_spares_its_batch(engine: DiffusionEngine) -> None:
+    victim = req(1, num_inference_steps=100)
+    neighbour = req(2, num_inference_steps=100)
+    queued = req(3, num_inference_steps=100, height=32)
+    steps: dict[str, int] = {}
+    started = threading.Event()
+
+    def listener(event: ProgressEvent) -> None:
+        steps[event.request_id] = event.step
+        if event.request_id == victim.request_id:
+            started.set()
+
+    remove = engine.add_progress_listener(listener)
+    futures = [engine.submit(r) for r in (victim, neighbour, queued)]
+    assert started.wait(60)
+    assert engine.executor.abort(queued.request_id)  # still queued behind the first batch
+    assert engine.executor.abort(victim.request_id)
+    outputs = [f.result(timeout=120) for f in futures]
+    remove()
+    assert outputs[0].error_type == "RequestCancelledError"
+    assert outputs[2].error_type == "RequestCancelledError"
+    assert outputs[1].ok, outputs[1].error
+    assert steps[neighbour.request_id] == 100  # re-run alone to the end
+    assert not engine.executor.abort(victim.request_id)  # finished: nothing to abort

@@ -142,6 +142,15 @@ class DiffusionExecutor(ABC):
             )
         return outputs[0]
 
+    def abort(self, request_id: str) -> bool:
+        """Stop a queued or running request between denoising steps, if this executor can.
+
+        Returns True if the request will end with ``error_type="RequestCancelledError"``
+        instead of images; False if it is unknown, already finished, or this executor
+        cannot abort (the default). Schedulers use it to preempt low-priority work.
+        """
+        return False
+
     def add_progress_listener(self, listener: ProgressListener) -> Callable[[], None]:
         """Call ``listener`` for every denoising step; returns a function that removes it.
 

@@ -17,7 +17,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from omni_core.errors import ExecutorDeadError
+from omni_core.errors import ExecutorDeadError, RequestCancelledError
 from omni_core.executors.base import DiffusionExecutor, ProgressEvent
 from omni_core.request import DiffusionOutput, OmniDiffusionRequest
 from omni_core.runner.model_runner import DiffusionModelRunner
@@ -49,6 +49,8 @@ class InProcDiffusionExecutor(DiffusionExecutor):
         self._queue: queue.Queue[Any] = queue.Queue()
         self._dispatcher: threading.Thread | None = None
         self._dispatcher_lock = threading.Lock()
+        self._queued_ids: set[str] = set()
+        self._aborted: set[str] = set()
 
     def execute_model(self, requests: Sequence[OmniDiffusionRequest]) -> list[DiffusionOutput]:
         # Through the dispatcher thread, like submit(): torch then runs on one thread only.
@@ -73,6 +75,8 @@ class InProcDiffusionExecutor(DiffusionExecutor):
         if self.is_shutdown:
             raise ExecutorDeadError("InProcDiffusionExecutor is shut down; create a new engine")
         future: Future[DiffusionOutput] = Future()
+        with self._dispatcher_lock:
+            self._queued_ids.add(request.request_id)
         self._queue.put((request, future, time.perf_counter()))
         self._ensure_dispatcher()
         return future
@@ -105,7 +109,20 @@ class InProcDiffusionExecutor(DiffusionExecutor):
     def _run_submitted(
         self, batch: list[tuple[OmniDiffusionRequest, Future[DiffusionOutput], float]]
     ) -> None:
-        live = [entry for entry in batch if entry[1].set_running_or_notify_cancel()]
+        with self._dispatcher_lock:
+            for request, _, _ in batch:
+                self._queued_ids.discard(request.request_id)
+            aborted = {r.request_id for r, _, _ in batch} & self._aborted
+            self._aborted -= aborted
+        live = []
+        for entry in batch:
+            if not entry[1].set_running_or_notify_cancel():
+                continue
+            if entry[0].request_id in aborted:
+                error = RequestCancelledError(f"request {entry[0].request_id} was aborted before it ran")
+                entry[1].set_result(DiffusionOutput.failure(entry[0].request_id, error))
+            else:
+                live.append(entry)
         if not live:
             return
         dequeued = time.perf_counter()
@@ -118,6 +135,15 @@ class InProcDiffusionExecutor(DiffusionExecutor):
         for (_, future, enqueued), output in zip(live, outputs, strict=True):
             output.timings["queue"] = dequeued - enqueued
             future.set_result(output)
+
+    def abort(self, request_id: str) -> bool:
+        if self.runner.cancel(request_id):
+            return True
+        with self._dispatcher_lock:
+            if request_id in self._queued_ids:
+                self._aborted.add(request_id)
+                return True
+        return self.runner.cancel(request_id)  # it may have started meanwhile
 
     def collective_rpc(
         self,

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from omni_core.errors import ModelLoadError, RequestValidationError
+from omni_core.errors import ModelLoadError, RequestCancelledError, RequestValidationError
 from omni_core.request import DiffusionOutput, OmniDiffusionRequest
 from omni_core.runner.batching import PlannedRequest, plan_batches
 from omni_core.validation import RequestLimits, validate_request
@@ -76,6 +76,9 @@ class DiffusionModelRunner:
         self.device: str = "cpu"
         self.model_path: str | None = None
         self._supports_step_callback = False
+        self._active: set[str] = set()
+        self._cancelled: set[str] = set()
+        self._cancel_lock = threading.Lock()
 
     # ------------------------------------------------------------------ loading
 
@@ -150,6 +153,26 @@ class DiffusionModelRunner:
         """Cheap liveness probe for ``collective_rpc``."""
         return "pong"
 
+    # ------------------------------------------------------------ cancellation
+
+    def cancel(self, request_id: str) -> bool:
+        """Abort ``request_id`` at its next denoising step if it is in the current call.
+
+        Its output gets ``error_type="RequestCancelledError"``; requests batched with
+        it are re-run without it. Returns False if the request is not running here.
+        """
+        with self._cancel_lock:
+            if request_id not in self._active:
+                return False
+            self._cancelled.add(request_id)
+            return True
+
+    def _raise_if_cancelled(self, request_ids: Sequence[str]) -> None:
+        with self._cancel_lock:
+            hit = [request_id for request_id in request_ids if request_id in self._cancelled]
+        if hit:
+            raise RequestCancelledError(f"request {hit[0]} was cancelled")
+
     # ---------------------------------------------------------------- execution
 
     def default_size(self) -> tuple[int | None, int | None]:
@@ -199,12 +222,20 @@ class DiffusionModelRunner:
                 planned.append(self.plan(request, index))
             except RequestValidationError as exc:
                 outputs[index] = DiffusionOutput.failure(_request_id(request), exc)
+        ids = {item.request.request_id for item in planned}
         with self._lock:
-            for batch in plan_batches(planned, self.config.max_batch_size):
-                for item, output in zip(
-                    batch, self._run_batch_isolating_failures(batch, on_step), strict=True
-                ):
-                    outputs[item.index] = output
+            with self._cancel_lock:
+                self._active |= ids
+            try:
+                for batch in plan_batches(planned, self.config.max_batch_size):
+                    for item, output in zip(
+                        batch, self._run_batch_isolating_failures(batch, on_step), strict=True
+                    ):
+                        outputs[item.index] = output
+            finally:
+                with self._cancel_lock:
+                    self._active -= ids
+                    self._cancelled -= ids
         return [output for output in outputs if output is not None]
 
     def _run_batch_isolating_failures(
@@ -223,6 +254,8 @@ class DiffusionModelRunner:
         import torch
 
         first = batch[0]
+        request_ids = [item.request.request_id for item in batch]
+        self._raise_if_cancelled(request_ids)
         prompts: list[str] = []
         negatives: list[str] = []
         generators: list[Any] = []
@@ -247,11 +280,11 @@ class DiffusionModelRunner:
             if value is not None:
                 kwargs[name] = value
 
-        request_ids = [item.request.request_id for item in batch]
         want_trajectory = any(item.request.return_trajectory for item in batch)
         latents_per_step: list[npt.NDArray[Any]] = []
         timesteps: list[float] = []
-        if self._supports_step_callback and (on_step is not None or want_trajectory):
+        if self._supports_step_callback:
+            # Always installed: it is also where a cancelled request stops (between steps).
 
             def step_end(
                 pipe: Any, step: int, timestep: Any, callback_kwargs: dict[str, Any]
@@ -262,6 +295,7 @@ class DiffusionModelRunner:
                 if on_step is not None:
                     total = int(getattr(pipe, "num_timesteps", 0) or first.num_inference_steps or 0)
                     on_step(request_ids, step + 1, total)
+                self._raise_if_cancelled(request_ids)
                 return callback_kwargs
 
             kwargs["callback_on_step_end"] = step_end
