@@ -23,6 +23,7 @@ PACKAGES: dict[str, str] = {
     "omni-core": CORE,
     "omni-executor-multiproc": "./packages/omni-executor-multiproc",
     "omni-executor-http": "./packages/omni-executor-http[server]",
+    "omni-executor-priority": "./packages/omni-executor-priority",
 }
 # Extra test-only needs of a package's own tests.
 PACKAGE_TEST_DEPS: dict[str, tuple[str, ...]] = {
@@ -32,6 +33,7 @@ PACKAGE_TEST_DEPS: dict[str, tuple[str, ...]] = {
 LIGHT_PACKAGES: dict[str, tuple[str, ...]] = {
     "omni-core": ("./packages/omni-core",),
     "omni-executor-http": ("./packages/omni-core", "./packages/omni-executor-http"),
+    "omni-executor-priority": ("./packages/omni-core", "./packages/omni-executor-priority"),
 }
 
 nox.options.sessions = ["lint", "typecheck", "light", "tests", "integration", "examples", "benchmarks"]

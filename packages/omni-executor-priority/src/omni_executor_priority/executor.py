@@ -25,7 +25,6 @@ from omni_core.errors import ExecutorDeadError, RequestValidationError
 from omni_core.executors.base import DiffusionExecutor
 from omni_core.executors.registry import resolve_executor_class
 from omni_core.request import DiffusionOutput, OmniDiffusionRequest
-from omni_core.validation import RequestLimits, validate_request
 from omni_executor_priority.errors import DeadlineExceeded, QueueFull
 from omni_executor_priority.options import PriorityOptions
 from omni_executor_priority.queues import Entry, PriorityQueues
@@ -63,7 +62,6 @@ class PriorityDiffusionExecutor(DiffusionExecutor):
         self._sequence = itertools.count()
         self._stats = SchedulerStats()
         self._stopping = False
-        self._limits = RequestLimits.from_config(self.od_config)
         self.metrics_registry: CollectorRegistry = make_registry(self.stats)
         self._dispatcher = threading.Thread(target=self._dispatch_loop, name="omni-priority", daemon=True)
         self._dispatcher.start()
@@ -72,11 +70,10 @@ class PriorityDiffusionExecutor(DiffusionExecutor):
 
     def submit(self, request: OmniDiffusionRequest) -> Future[DiffusionOutput]:
         future: Future[DiffusionOutput] = Future()
-        try:
-            # Scheduling reads priority, deadline and tenant: check them before queueing.
-            validate_request(request, self._limits)
-        except RequestValidationError as exc:
-            future.set_result(DiffusionOutput.failure(request.request_id, exc))
+        problem = _scheduling_field_error(request)
+        if problem is not None:
+            # The inner executor validates the rest; these three decide where the request queues.
+            future.set_result(DiffusionOutput.failure(request.request_id, problem))
             return future
         now = time.monotonic()
         victim: Entry | None = None
@@ -97,7 +94,8 @@ class PriorityDiffusionExecutor(DiffusionExecutor):
                 if entry.deadline is not None:
                     heapq.heappush(self._deadlines, (entry.deadline, entry.seq, entry))
                 victim = self._choose_victim(entry)
-                self._lock.notify_all()
+                if len(self._running) < self.options.max_inflight or entry.deadline is not None:
+                    self._lock.notify()  # the dispatcher can act on it now (else a completion wakes it)
         if rejection is not None or entry is None:
             future.set_exception(rejection or RuntimeError("request was not queued"))
             return future
@@ -306,3 +304,15 @@ class PriorityDiffusionExecutor(DiffusionExecutor):
 def _claim(future: Future[DiffusionOutput]) -> bool:
     """Mark the future running (False if it was cancelled); a requeued one already is."""
     return future.running() or future.set_running_or_notify_cancel()
+
+
+def _scheduling_field_error(request: OmniDiffusionRequest) -> RequestValidationError | None:
+    if isinstance(request.priority, bool) or not isinstance(request.priority, int):
+        return RequestValidationError("priority", f"must be an integer, got {request.priority!r}")
+    deadline = request.deadline
+    if deadline is not None and (isinstance(deadline, bool) or not isinstance(deadline, (int, float))):
+        return RequestValidationError("deadline", "must be a Unix time in seconds (a number) or None")
+    tenant: object = request.tenant  # typed str | None, but requests can come from untyped JSON
+    if tenant is not None and not isinstance(tenant, str):
+        return RequestValidationError("tenant", "must be a string or None")
+    return None
