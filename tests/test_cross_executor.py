@@ -12,7 +12,7 @@ import pytest
 from omni_core import DiffusionEngine, OmniDiffusionConfig, OmniDiffusionRequest
 from omni_core.images import decode_png
 
-EXECUTORS = ["inproc", "mp"]
+EXECUTORS = ["inproc", "mp", "priority"]  # priority runs in front of mp (its default inner)
 
 
 def requests() -> list[OmniDiffusionRequest]:
@@ -73,3 +73,36 @@ def test_http_in_front_of_mp_gives_the_inproc_image(
     for expected, images in zip(images_by_executor["inproc"], got, strict=True):
         for a, b in zip(expected, images, strict=True):
             assert np.array_equal(a, b)
+
+
+def test_priority_in_front_of_mp_preempts_between_steps(tiny_model: Path) -> None:
+    import threading
+
+    from omni_core import ProgressEvent
+
+    config = OmniDiffusionConfig(
+        model_name_or_path=str(tiny_model),
+        executor_class="priority",
+        executor_options={"inner": "mp", "inner_options": {"num_workers": 1}, "max_inflight": 1},
+    )
+    low_request = OmniDiffusionRequest(
+        prompt="low", height=128, width=128, num_inference_steps=80, seed=1, priority=5
+    )
+    with DiffusionEngine(config) as engine:
+        running = threading.Event()
+
+        def listener(event: ProgressEvent) -> None:
+            if event.request_id == low_request.request_id:
+                running.set()
+
+        engine.add_progress_listener(listener)
+        low = engine.submit(low_request)
+        assert running.wait(60)
+        high = engine.submit(
+            OmniDiffusionRequest(prompt="high", height=64, width=64, num_inference_steps=2, seed=2)
+        )
+        assert high.result(timeout=60).ok
+        assert not low.done()  # high finished first although low started first
+        low_output = low.result(timeout=120)
+        assert low_output.ok
+        assert low_output.timings["preemptions"] == 1

@@ -168,3 +168,28 @@ def test_shutdown_is_idempotent_and_leaves_no_process(tiny_model: Path) -> None:
     assert all(p.exitcode is not None for p in processes)
     live = {child.pid for child in multiprocessing.active_children()}
     assert not live & {p.pid for p in processes}
+
+
+def test_abort_stops_a_running_request_at_a_step_and_cancels_a_queued_one(tiny_model: Path) -> None:
+    with DiffusionEngine(mp_config(tiny_model, num_workers=1)) as engine:
+        running = req(1, height=128, width=128, num_inference_steps=200)
+        queued = req(2)
+        steps: list[int] = []
+        started = threading.Event()
+
+        def listener(event: ProgressEvent) -> None:
+            if event.request_id == running.request_id:
+                steps.append(event.step)
+                started.set()
+
+        engine.add_progress_listener(listener)
+        first, second = engine.submit(running), engine.submit(queued)
+        assert started.wait(60)
+        assert engine.executor.abort(queued.request_id)
+        assert engine.executor.abort(running.request_id)
+        stopped = first.result(timeout=30)
+        assert stopped.error_type == "RequestCancelledError"
+        assert max(steps) < 200
+        assert second.result(timeout=5).error_type == "RequestCancelledError"
+        assert not engine.executor.abort("no-such-request")
+        assert engine.step([req(3)])[0].ok  # the worker is still serving

@@ -41,6 +41,14 @@ class PendingQueue:
     def push(self, item: Pending) -> None:
         self._items.append(item)
 
+    def remove(self, request_id: str) -> Pending | None:
+        """Take a queued request out (abort before it ran); None if not queued."""
+        for item in self._items:
+            if item.request.request_id == request_id:
+                self._items.remove(item)
+                return item
+        return None
+
     def drain(self) -> list[Pending]:
         items = list(self._items)
         self._items.clear()

@@ -20,7 +20,7 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from typing import Any
 
-from omni_core.errors import ExecutorDeadError, ModelLoadError
+from omni_core.errors import ExecutorDeadError, ModelLoadError, RequestCancelledError
 from omni_core.executors.base import DiffusionExecutor, ProgressEvent
 from omni_core.request import DiffusionOutput, OmniDiffusionRequest
 from omni_executor_multiproc.batching import Pending, PendingQueue
@@ -234,6 +234,36 @@ class MultiProcDiffusionExecutor(DiffusionExecutor):
         for item in items:
             if item.future.set_running_or_notify_cancel():
                 item.future.set_exception(error)
+
+    # ------------------------------------------------------------------- abort
+
+    def abort(self, request_id: str) -> bool:
+        """Cancel a queued request, or stop a running one at its worker's next denoising step."""
+        with self._lock:
+            queued = self._pending.remove(request_id)
+            worker = None
+            if queued is None:
+                worker = next(
+                    (
+                        w
+                        for w in self._workers.values()
+                        for batch in w.inflight.values()
+                        if any(item.request.request_id == request_id for item in batch)
+                    ),
+                    None,
+                )
+        if queued is not None:
+            if queued.future.set_running_or_notify_cancel():
+                error = RequestCancelledError(f"request {request_id} was aborted before it ran")
+                queued.future.set_result(DiffusionOutput.failure(request_id, error))
+            return True
+        if worker is None:
+            return False
+        try:
+            worker.send(("abort", request_id))
+        except (OSError, ValueError):
+            return False
+        return True
 
     # --------------------------------------------------------------------- rpc
 

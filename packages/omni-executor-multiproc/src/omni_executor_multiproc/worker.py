@@ -5,7 +5,7 @@ already touched CUDA or torch threads is unsafe). Talks to the parent over
 one duplex pipe:
 
 parent → worker  ``("execute", batch_id, requests)``, ``("rpc", call_id, method, args, kwargs)``,
-                 ``("shutdown",)``
+                 ``("abort", request_id)``, ``("shutdown",)``
 worker → parent  ``("ready", info)``, ``("load_error", type, message)``,
                  ``("progress", batch_id, request_ids, step, total)``,
                  ``("result", batch_id, outputs, packed_images)``,
@@ -21,6 +21,7 @@ import os
 import threading
 import time
 import traceback
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -75,11 +76,21 @@ class WorkerLoop:
         self.spec = spec
         self.conn = conn
         self.runner = runner
+        self.backlog: deque[tuple[Any, ...]] = deque()
+
+    def _read_between_steps(self) -> None:
+        """Handle aborts at once (the runner stops the request at this step); keep the rest."""
+        while self.conn.poll(0):
+            message = self.conn.recv()
+            if message[0] == "abort":
+                self.runner.cancel(message[1])
+            else:
+                self.backlog.append(message)
 
     def run(self) -> None:
         while True:
             try:
-                message = self.conn.recv()
+                message = self.backlog.popleft() if self.backlog else self.conn.recv()
             except (EOFError, OSError):
                 return  # parent closed the pipe or died
             kind = message[0]
@@ -95,6 +106,7 @@ class WorkerLoop:
 
         def on_step(request_ids: Sequence[str], step: int, total: int) -> None:
             self.conn.send(("progress", batch_id, list(request_ids), step, total))
+            self._read_between_steps()
 
         started = time.perf_counter()
         try:
