@@ -27,6 +27,7 @@ PACKAGES: dict[str, str] = {
 }
 # Extra test-only needs of a package's own tests.
 PACKAGE_TEST_DEPS: dict[str, tuple[str, ...]] = {
+    "omni-core": ("scikit-learn>=1.3",),  # the digits oracle
     "omni-executor-http": ("openai>=1.40",),
 }
 # Packages whose plain install (no extras) must not pull in torch.

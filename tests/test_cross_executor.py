@@ -11,6 +11,7 @@ import pytest
 
 from omni_core import DiffusionEngine, OmniDiffusionConfig, OmniDiffusionRequest
 from omni_core.images import decode_png
+from omni_core.models.default import default_model_path
 
 EXECUTORS = ["inproc", "mp", "priority"]  # priority runs in front of mp (its default inner)
 
@@ -106,3 +107,28 @@ def test_priority_in_front_of_mp_preempts_between_steps(tiny_model: Path) -> Non
         low_output = low.result(timeout=120)
         assert low_output.ok
         assert low_output.timings["preemptions"] == 1
+
+
+def test_every_executor_draws_the_digit_the_prompt_names(tmp_path: Path) -> None:
+    """The digits oracle through inproc, mp, priority and http (omni serve with mp behind it)."""
+    from omni_core.models.digits_oracle import classify
+    from omni_core.models.train_digits import WORDS
+    from omni_executor_http.testing import run_server
+
+    requests_by_digit = [
+        (digit, OmniDiffusionRequest(prompt=prompt, height=64, width=64, seed=seed))
+        for digit in range(10)
+        for seed, prompt in ((0, f"a handwritten {digit}"), (1, WORDS[digit]))
+    ]
+    configs = {name: OmniDiffusionConfig(executor_class=name) for name in ("inproc", "mp", "priority")}
+    default_model = str(default_model_path())
+    with run_server(Path(default_model), executor="mp", tmp=tmp_path) as server:
+        configs["http"] = OmniDiffusionConfig(
+            executor_class="http", executor_options={"base_url": server.url}
+        )
+        for name, config in configs.items():
+            with DiffusionEngine(config) as engine:
+                outputs = engine.step([request for _, request in requests_by_digit])
+            predicted = classify([output.raise_for_error().output[0] for output in outputs])
+            correct = sum(p == d for p, (d, _) in zip(predicted, requests_by_digit, strict=True))
+            assert correct / len(requests_by_digit) >= 0.9, (name, predicted)

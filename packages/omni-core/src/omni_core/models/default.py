@@ -1,10 +1,12 @@
 """Where omni's built-in default model lives.
 
-Until a trained model ships (issue 7), the default is the tiny random-weight
-pipeline, built on first use into a per-user cache directory and then
-loaded like any other model with ``from_pretrained``. The build is atomic
-(build in a temporary folder, then rename), so worker processes that start
-together never see a half-written model.
+The default is ``digits-v1``: the digits model trained by
+:mod:`omni_core.models.train_digits`, shipped inside this package (a few
+hundred kilobytes of safetensors) and loaded with ``from_pretrained`` like
+any other model. If the weights are missing (a source checkout trimmed of
+package data), the tiny random-weight pipeline is built into the cache
+instead, atomically (build in a temporary folder, then rename), so worker
+processes that start together never see a half-written model.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-DEFAULT_MODEL_NAME = "tiny-random-sd-v1"
+DEFAULT_MODEL_NAME = "digits-v1"
+SHIPPED_MODEL = Path(__file__).parent / "weights" / DEFAULT_MODEL_NAME
+FALLBACK_MODEL_NAME = "tiny-random-sd-v1"
 CACHE_ENV = "OMNI_CACHE_DIR"
 
 
@@ -28,14 +32,21 @@ def cache_dir() -> Path:
 
 
 def default_model_path() -> Path:
-    """The built-in default model's folder, building it first if needed."""
-    target = cache_dir() / "models" / DEFAULT_MODEL_NAME
+    """The built-in default model's folder."""
+    if (SHIPPED_MODEL / "model_index.json").is_file():
+        return SHIPPED_MODEL
+    return random_model_path()
+
+
+def random_model_path() -> Path:
+    """The tiny random-weight pipeline in the cache, built first if needed."""
+    target = cache_dir() / "models" / FALLBACK_MODEL_NAME
     if (target / "model_index.json").is_file():
         return target
     from omni_core.models.tiny import build_tiny_pipeline
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{DEFAULT_MODEL_NAME}-", dir=target.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{FALLBACK_MODEL_NAME}-", dir=target.parent))
     try:
         build_tiny_pipeline(staging, seed=0)
         try:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import os
 import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -94,14 +96,7 @@ class DiffusionModelRunner:
         )
         dtype = self._torch_dtype(torch)
         path = resolve_model_path(self.config.model_name_or_path)
-        pipeline_class: Any = diffusers.DiffusionPipeline
-        if self.config.model_class_name:
-            pipeline_class = getattr(diffusers, self.config.model_class_name, None)
-            if not (isinstance(pipeline_class, type) and hasattr(pipeline_class, "from_pretrained")):
-                raise ModelLoadError(
-                    f"model_class_name {self.config.model_class_name!r} is not a diffusers pipeline "
-                    "class; use e.g. 'StableDiffusionPipeline', or None to read model_index.json"
-                )
+        pipeline_class = pipeline_class_for(self.config.model_class_name, path, diffusers)
         local = os.path.isdir(path)
         try:
             pipeline = pipeline_class.from_pretrained(
@@ -325,6 +320,44 @@ class DiffusionModelRunner:
             )
             row += count
         return outputs
+
+
+# omni's own pipeline classes, found by the ``_class_name`` in a model's model_index.json.
+# A fixed table, never an import path read from a model folder.
+OMNI_PIPELINES = {"DigitsPipeline": "omni_core.models.digits:DigitsPipeline"}
+
+
+def pipeline_class_for(model_class_name: str | None, path: str, diffusers: Any) -> Any:
+    """The class whose ``from_pretrained`` loads ``path``.
+
+    ``model_class_name`` may be a diffusers class name or, from operator config, a dotted
+    path to a ``DiffusionPipeline`` subclass; ``None`` reads model_index.json, which for
+    omni's own pipelines names a class in :data:`OMNI_PIPELINES`.
+    """
+    from omni_core.executors.registry import import_dotted_path
+
+    name = model_class_name
+    if name is None:
+        index = Path(path) / "model_index.json"
+        declared = json.loads(index.read_text()).get("_class_name") if index.is_file() else None
+        if declared in OMNI_PIPELINES:
+            return import_dotted_path(OMNI_PIPELINES[declared])
+        return diffusers.DiffusionPipeline
+    if name in OMNI_PIPELINES:
+        return import_dotted_path(OMNI_PIPELINES[name])
+    if ":" in name or "." in name:
+        try:
+            candidate = import_dotted_path(name)
+        except ValueError as exc:
+            raise ModelLoadError(f"model_class_name {name!r}: {exc}") from exc
+    else:
+        candidate = getattr(diffusers, name, None)
+    if not (isinstance(candidate, type) and hasattr(candidate, "from_pretrained")):
+        raise ModelLoadError(
+            f"model_class_name {name!r} is not a diffusers pipeline class; use e.g. "
+            "'StableDiffusionPipeline', a dotted path 'pkg.mod:MyPipeline', or None to read model_index.json"
+        )
+    return candidate
 
 
 def _request_id(request: Any) -> str:
