@@ -12,7 +12,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from omni_core.models.tokenizer import MODEL_MAX_LENGTH, VOCAB_SIZE, write_byte_level_clip_tokenizer
+from omni_core.models.tokenizer import (
+    MODEL_MAX_LENGTH,
+    byte_level_clip_text_encoder,
+    write_byte_level_clip_tokenizer,
+)
 
 TINY_PIPELINE_CLASS = "StableDiffusionPipeline"
 
@@ -21,7 +25,7 @@ def build_tiny_pipeline(directory: str | Path, *, seed: int = 0) -> Path:
     """Build the tiny pipeline and ``save_pretrained`` it into ``directory``; returns it."""
     import torch
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTokenizer
 
     target = Path(directory)
     target.mkdir(parents=True, exist_ok=True)
@@ -31,20 +35,7 @@ def build_tiny_pipeline(directory: str | Path, *, seed: int = 0) -> Path:
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
-        text_encoder = CLIPTextModel(
-            CLIPTextConfig(
-                vocab_size=VOCAB_SIZE,
-                hidden_size=32,
-                intermediate_size=64,
-                num_attention_heads=4,
-                num_hidden_layers=2,
-                max_position_embeddings=MODEL_MAX_LENGTH,
-                bos_token_id=0,
-                eos_token_id=1,
-                pad_token_id=1,
-                projection_dim=32,
-            )
-        )
+        text_encoder = byte_level_clip_text_encoder()
         unet = UNet2DConditionModel(
             sample_size=8,
             in_channels=4,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 BOS_TOKEN = "<|startoftext|>"
 EOS_TOKEN = "<|endoftext|>"
@@ -65,3 +66,27 @@ def write_byte_level_clip_tokenizer(directory: Path) -> None:
         "unk_token": EOS_TOKEN,
     }
     (directory / "special_tokens_map.json").write_text(json.dumps(specials, indent=2), encoding="utf-8")
+
+
+def byte_level_clip_text_encoder() -> Any:
+    """A small CLIP text encoder sized for the byte-level vocabulary (random weights).
+
+    Shared by the tiny random pipeline and the digits model, so both tokenize and
+    encode prompts the same way. Needs transformers (the ``[diffusers]`` extra).
+    """
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    return CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=VOCAB_SIZE,
+            hidden_size=32,
+            intermediate_size=64,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            max_position_embeddings=MODEL_MAX_LENGTH,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+            projection_dim=32,
+        )
+    )

@@ -19,7 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from omni_core.models.digits_constants import NATIVE_SIZE, PROMPT_TOKENS
-from omni_core.models.tokenizer import MODEL_MAX_LENGTH, VOCAB_SIZE, write_byte_level_clip_tokenizer
+from omni_core.models.tokenizer import (
+    MODEL_MAX_LENGTH,
+    byte_level_clip_text_encoder,
+    write_byte_level_clip_tokenizer,
+)
 
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 TEMPLATES = [
@@ -62,25 +66,11 @@ def digits_split() -> tuple[Any, Any, Any, Any]:
 def build_untrained(seed: int = 0) -> tuple[Any, Any, Any, Any]:
     import torch
     from diffusers import DDIMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
 
     from omni_core.models.digits import DigitsPipeline
 
     torch.manual_seed(seed)
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=VOCAB_SIZE,
-            hidden_size=32,
-            intermediate_size=64,
-            num_attention_heads=4,
-            num_hidden_layers=2,
-            max_position_embeddings=MODEL_MAX_LENGTH,
-            bos_token_id=0,
-            eos_token_id=1,
-            pad_token_id=1,
-            projection_dim=32,
-        )
-    )
+    text_encoder = byte_level_clip_text_encoder()
     unet = UNet2DConditionModel(
         sample_size=NATIVE_SIZE,
         in_channels=1,
