@@ -118,6 +118,6 @@ def benchmarks(session: nox.Session) -> None:
     ``nox -s benchmarks -- --full`` runs the full sizes and repeat counts; the
     default (used by CI) is a shorter run that keeps the scripts working.
     """
-    install(session, *PACKAGES.values())
+    install(session, "scikit-learn>=1.3", *PACKAGES.values())  # the digits oracle
     for script in sorted((ROOT / "benchmarks").glob("bench_*.py")):
         session.run("python", str(script), *session.posargs)
