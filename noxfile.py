@@ -24,17 +24,20 @@ PACKAGES: dict[str, str] = {
     "omni-executor-multiproc": "./packages/omni-executor-multiproc",
     "omni-executor-http": "./packages/omni-executor-http[server]",
     "omni-executor-priority": "./packages/omni-executor-priority",
+    "omni-executor-lambda": "./packages/omni-executor-lambda[function,local]",
 }
 # Extra test-only needs of a package's own tests.
 PACKAGE_TEST_DEPS: dict[str, tuple[str, ...]] = {
     "omni-core": ("scikit-learn>=1.3",),  # the digits oracle
     "omni-executor-http": ("openai>=1.40",),
+    "omni-executor-lambda": ("moto[s3,server]>=5.0",),  # a local S3; AWS itself cannot be reached
 }
 # Packages whose plain install (no extras) must not pull in torch.
 LIGHT_PACKAGES: dict[str, tuple[str, ...]] = {
     "omni-core": ("./packages/omni-core",),
     "omni-executor-http": ("./packages/omni-core", "./packages/omni-executor-http"),
     "omni-executor-priority": ("./packages/omni-core", "./packages/omni-executor-priority"),
+    "omni-executor-lambda": ("./packages/omni-core", "./packages/omni-executor-lambda"),
 }
 
 nox.options.sessions = ["lint", "typecheck", "light", "tests", "integration", "examples", "benchmarks"]
@@ -59,7 +62,9 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy, strict on every package (torch/diffusers are typed as Any at the boundary)."""
-    session.install("mypy>=1.11", "types-tqdm", "pytest>=8", *CONSTRAINTS, *PACKAGES.values())
+    session.install(
+        "mypy>=1.11", "types-tqdm", "boto3-stubs[lambda,s3]", "pytest>=8", *CONSTRAINTS, *PACKAGES.values()
+    )
     session.run("mypy")
 
 

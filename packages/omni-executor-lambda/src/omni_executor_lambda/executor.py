@@ -1,0 +1,334 @@
+"""``LambdaDiffusionExecutor``: run requests as synchronous AWS Lambda invocations.
+
+Requests are grouped ``requests_per_invocation`` at a time and the groups
+fan out over at most ``concurrency`` concurrent invocations, all through one
+boto3 client (clients are thread-safe; sessions are not). A 429 is retried
+with jittered exponential backoff, never sooner than ``Retry-After``, and
+slower for rate-limit reasons than for concurrency ones; nothing that may
+have reached the function is ever re-sent (see :mod:`.invoke`).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import tenacity
+
+from omni_core.errors import ExecutorDeadError, RequestValidationError
+from omni_core.executors.base import DiffusionExecutor
+from omni_core.request import DiffusionOutput, OmniDiffusionRequest
+from omni_core.validation import RequestLimits, validate_request
+from omni_executor_lambda.invoke import (
+    InvocationError,
+    InvokeResult,
+    NotReachedError,
+    ThrottledError,
+    invoke,
+    make_lambda_client,
+    make_s3_client,
+)
+from omni_executor_lambda.protocol import build_event, output_from_parts, split_output
+from omni_executor_lambda.s3 import OffloadedImageError, fetch_png_b64
+
+# Throttle reasons that mean "too many calls per second" rather than "too many at once":
+# waiting for a running invocation to finish does not help, so wait at least this long.
+RATE_LIMIT_REASONS = frozenset(
+    {
+        "FunctionInvocationRateLimitExceeded",
+        "ReservedFunctionInvocationRateLimitExceeded",
+        "CallerRateLimitExceeded",
+    }
+)
+RATE_LIMIT_MIN_WAIT = 1.0
+
+
+@dataclass(frozen=True)
+class LambdaOptions:
+    """Options of the Lambda executor (``config.executor_options``)."""
+
+    function_name: str = "omni"
+    """Name or ARN of the function."""
+    qualifier: str | None = None
+    """Version or alias; ``None`` is ``$LATEST``."""
+    region: str | None = None
+    """``None`` reads ``AWS_REGION`` / ``AWS_DEFAULT_REGION`` / the AWS config file."""
+    endpoint_url: str | None = None
+    """Another Invoke API endpoint, e.g. ``omni lambda local``'s ``http://127.0.0.1:9001``."""
+    concurrency: int = 4
+    """Most invocations in flight at once (and boto3's connection pool size)."""
+    function_timeout: float = 900.0
+    """The function's timeout; the client waits this plus ``read_timeout_margin`` (never giving up first)."""
+    read_timeout_margin: float = 30.0
+    connect_timeout: float = 5.0
+    requests_per_invocation: int = 1
+    max_throttle_retries: int = 10
+    backoff_base: float = 0.1
+    backoff_max: float = 20.0
+    s3_endpoint_url: str | None = None
+    """Where offloaded images are read; ``None``: AWS (or ``AWS_ENDPOINT_URL[_S3]``)."""
+    log_tail: bool = False
+    """Ask for the last 4 KB of the function's log and append it to function errors."""
+
+    def __post_init__(self) -> None:
+        if not self.function_name:
+            raise ValueError("function_name must name the Lambda function (name or ARN)")
+        for name in (
+            "function_timeout",
+            "read_timeout_margin",
+            "connect_timeout",
+            "backoff_base",
+            "backoff_max",
+        ):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0")
+        for name in ("concurrency", "requests_per_invocation"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if self.max_throttle_retries < 0:
+            raise ValueError("max_throttle_retries must be >= 0")
+        for name in ("endpoint_url", "s3_endpoint_url"):
+            url = getattr(self, name)
+            if url is not None and not url.startswith(("http://", "https://")):
+                raise ValueError(f"{name} must start with http:// or https://, got {url!r}")
+
+
+class LambdaDiffusionExecutor(DiffusionExecutor):
+    """Invokes an omni function (``omni_executor_lambda.function.handler``) on AWS Lambda."""
+
+    options_class = LambdaOptions
+    options: LambdaOptions
+
+    def _init_executor(self) -> None:
+        options = self.options
+        self.region = _resolve_region(options.region)
+        self.limits = RequestLimits.from_config(self.od_config)
+        self.max_concurrent_submits = options.concurrency
+        self.client = make_lambda_client(
+            region=self.region,
+            endpoint_url=options.endpoint_url,
+            read_timeout=options.function_timeout + options.read_timeout_margin,
+            connect_timeout=options.connect_timeout,
+            max_connections=options.concurrency,
+        )
+        self._s3: Any = None
+        self._s3_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="omni-lambda")
+
+    # ------------------------------------------------------------ requests
+
+    def execute_model(self, requests: Sequence[OmniDiffusionRequest]) -> list[DiffusionOutput]:
+        if self.is_shutdown:
+            raise ExecutorDeadError("LambdaDiffusionExecutor is shut down; create a new engine")
+        size = self.options.requests_per_invocation
+        chunks = [list(requests[i : i + size]) for i in range(0, len(requests), size)]
+        futures = [self._pool.submit(self._invoke_chunk, chunk) for chunk in chunks]
+        return [output for future in futures for output in future.result()]
+
+    def submit(self, request: OmniDiffusionRequest) -> Future[DiffusionOutput]:
+        if self.is_shutdown:
+            raise ExecutorDeadError("LambdaDiffusionExecutor is shut down; create a new engine")
+        return self._pool.submit(lambda: self._invoke_chunk([request])[0])
+
+    def _invoke_chunk(self, chunk: list[OmniDiffusionRequest]) -> list[DiffusionOutput]:
+        started = time.perf_counter()
+        outputs: dict[int, DiffusionOutput] = {}
+        valid: list[tuple[int, OmniDiffusionRequest]] = []
+        for index, request in enumerate(chunk):
+            try:
+                validate_request(request, self.limits)
+                valid.append((index, request))
+            except RequestValidationError as exc:
+                outputs[index] = DiffusionOutput.failure(request.request_id, exc)
+        if valid:
+            sent = [request for _, request in valid]
+            for (index, _), output in zip(valid, self._invoke_requests(sent, started), strict=True):
+                outputs[index] = output
+        return [outputs[index] for index in range(len(chunk))]
+
+    def _invoke_requests(self, requests: list[OmniDiffusionRequest], started: float) -> list[DiffusionOutput]:
+        # One key per invocation, kept across throttling retries (which never reached the function).
+        key = uuid.uuid4().hex
+        payload = build_event(requests, key)
+        attempts = 0
+
+        def attempt() -> InvokeResult:
+            nonlocal attempts
+            attempts += 1
+            return invoke(
+                self.client,
+                function_name=self.options.function_name,
+                qualifier=self.options.qualifier,
+                payload=payload,
+                log_tail=self.options.log_tail,
+            )
+
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.options.max_throttle_retries + 1),
+            wait=self._backoff,
+            retry=tenacity.retry_if_exception_type((ThrottledError, NotReachedError)),
+            reraise=True,
+        )
+        try:
+            result = retrying(attempt)
+        except (ThrottledError, NotReachedError) as exc:
+            return self._fail_all(
+                requests,
+                f"{exc} (gave up after {attempts} attempts)",
+                "LambdaThrottled" if isinstance(exc, ThrottledError) else "LambdaUnreachable",
+            )
+        except InvocationError as exc:
+            return self._fail_all(requests, str(exc), exc.error_type)
+        if result.function_error is not None:
+            return self._fail_all(requests, *_function_error_message(result))
+        return self._outputs_from_payload(requests, result.payload, started, attempts)
+
+    def _backoff(self, retry_state: tenacity.RetryCallState) -> float:
+        outcome = retry_state.outcome
+        error = outcome.exception() if outcome is not None else None
+        cap = min(self.options.backoff_max, self.options.backoff_base * 2 ** (retry_state.attempt_number - 1))
+        wait = random.uniform(0.0, cap)  # full jitter: throttled callers spread out
+        if isinstance(error, ThrottledError):
+            if error.reason in RATE_LIMIT_REASONS:
+                wait = max(wait, RATE_LIMIT_MIN_WAIT)
+            if error.retry_after is not None:
+                wait = max(wait, error.retry_after + random.uniform(0.0, self.options.backoff_base))
+        return wait
+
+    def _outputs_from_payload(
+        self, requests: list[OmniDiffusionRequest], payload: Any, started: float, attempts: int
+    ) -> list[DiffusionOutput]:
+        try:
+            raw_outputs = payload["outputs"]
+            by_id = {item["request_id"]: item for item in raw_outputs}
+        except (KeyError, TypeError) as exc:
+            return self._fail_all(
+                requests,
+                f"the function returned something that is not an omni response ({exc!r}): "
+                f"{str(payload)[:300]}; is function_name pointing at an omni function?",
+                "LambdaProtocolError",
+            )
+        outputs: list[DiffusionOutput] = []
+        for request in requests:
+            item = by_id.get(request.request_id)
+            if item is None:
+                outputs.append(
+                    DiffusionOutput.failure(
+                        request.request_id,
+                        "the function returned no output for this request",
+                        error_type="LambdaProtocolError",
+                    )
+                )
+                continue
+            try:
+                rest, images = split_output(item)
+                inline = [
+                    image if isinstance(image, str) else fetch_png_b64(self._s3_client(), image)
+                    for image in images
+                ]
+                output = output_from_parts(rest, inline)
+            except OffloadedImageError as exc:
+                outputs.append(DiffusionOutput.failure(request.request_id, exc))
+                continue
+            except (KeyError, TypeError, ValueError) as exc:
+                outputs.append(
+                    DiffusionOutput.failure(
+                        request.request_id,
+                        f"malformed output from the function: {exc!r}",
+                        error_type="LambdaProtocolError",
+                    )
+                )
+                continue
+            output.timings = {
+                **{f"function_{name}": seconds for name, seconds in output.timings.items()},
+                "attempts": float(attempts),
+                "total": time.perf_counter() - started,
+            }
+            outputs.append(output)
+        return outputs
+
+    def _s3_client(self) -> Any:
+        with self._s3_lock:
+            if self._s3 is None:
+                self._s3 = make_s3_client(
+                    region=self.region,
+                    endpoint_url=self.options.s3_endpoint_url,
+                    max_connections=self.options.concurrency,
+                )
+            return self._s3
+
+    @staticmethod
+    def _fail_all(
+        requests: list[OmniDiffusionRequest], message: str, error_type: str
+    ) -> list[DiffusionOutput]:
+        return [DiffusionOutput.failure(r.request_id, message, error_type=error_type) for r in requests]
+
+    # ------------------------------------------------------ rpc, health, stop
+
+    def collective_rpc(
+        self,
+        method: str,
+        timeout: float | None = None,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> list[Any]:
+        """Only ``ping``: a DryRun invocation (checks the function exists and may be invoked)."""
+        if method != "ping":
+            raise AttributeError(f"collective_rpc: the Lambda executor supports ['ping'], not {method!r}")
+        self._dry_run()
+        return ["pong"]
+
+    def check_health(self) -> None:
+        if self.is_shutdown:
+            raise ExecutorDeadError("LambdaDiffusionExecutor is shut down")
+        try:
+            self._dry_run()
+        except Exception as exc:
+            raise ExecutorDeadError(
+                f"Lambda function {self.options.function_name!r} cannot be invoked: {exc}"
+            ) from exc
+
+    def _dry_run(self) -> None:
+        kwargs: dict[str, Any] = {"FunctionName": self.options.function_name, "InvocationType": "DryRun"}
+        if self.options.qualifier:
+            kwargs["Qualifier"] = self.options.qualifier
+        self.client.invoke(**kwargs)
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self.client.close()
+        if self._s3 is not None:
+            self._s3.close()
+
+
+def _resolve_region(region: str | None) -> str:
+    resolved = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if resolved:
+        return resolved
+    import boto3
+
+    resolved = boto3.session.Session().region_name
+    if not resolved:
+        raise ValueError("no AWS region: set executor_options['region'] (e.g. 'us-east-1') or AWS_REGION")
+    return str(resolved)
+
+
+def _function_error_message(result: InvokeResult) -> tuple[str, str]:
+    """``X-Amz-Function-Error`` → (message, error type), in AWS's own words."""
+    payload = result.payload
+    if isinstance(payload, dict):
+        error_type = str(payload.get("errorType") or result.function_error or "Unhandled")
+        message = f"{error_type}: {payload.get('errorMessage') or payload}"
+    else:
+        error_type = str(result.function_error or "Unhandled")
+        message = f"{error_type}: {payload}"
+    if result.log_tail:
+        message += f"\n--- function log (tail) ---\n{result.log_tail.strip()}"
+    return message, error_type
