@@ -53,10 +53,11 @@ def install(session: nox.Session, *targets: str) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff: lint and formatting."""
-    session.install("ruff>=0.6")
+    """ruff: lint and formatting; cfn-lint: the Lambda deployment template (it cannot be deployed here)."""
+    session.install("ruff>=0.6", "cfn-lint>=1.0")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    session.run("cfn-lint", "examples/lambda/template.yaml")
 
 
 @nox.session

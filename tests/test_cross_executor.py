@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,7 +14,24 @@ from omni_core import DiffusionEngine, OmniDiffusionConfig, OmniDiffusionRequest
 from omni_core.images import decode_png
 from omni_core.models.default import default_model_path
 
-EXECUTORS = ["inproc", "mp", "priority"]  # priority runs in front of mp (its default inner)
+# priority runs in front of mp (its default inner); lambda against the local Lambda service.
+EXECUTORS = ["inproc", "mp", "priority", "lambda"]
+
+
+def lambda_config(stack: contextlib.ExitStack, model: Path | None) -> OmniDiffusionConfig:
+    """The Lambda executor against a local Lambda service running omni's handler on ``model``."""
+    from omni_executor_lambda.local import LocalFunction
+    from omni_executor_lambda.testing import local_lambda
+
+    environment = {"OMNI_MODEL": str(model)} if model else {}
+    service = stack.enter_context(
+        local_lambda([LocalFunction("omni", environment=environment, concurrency=2)])
+    )
+    # No credentials here: the executor signs nothing for a loopback endpoint.
+    return OmniDiffusionConfig(
+        executor_class="lambda",
+        executor_options={"endpoint_url": service.endpoint_url, "region": "us-east-1", "concurrency": 2},
+    )
 
 
 def requests() -> list[OmniDiffusionRequest]:
@@ -29,9 +47,13 @@ def requests() -> list[OmniDiffusionRequest]:
 def images_by_executor(tiny_model: Path) -> dict[str, list[list[np.ndarray]]]:
     results = {}
     for executor in EXECUTORS:
-        config = OmniDiffusionConfig(model_name_or_path=str(tiny_model), executor_class=executor)
-        with DiffusionEngine(config) as engine:
-            results[executor] = [engine.step([r])[0].raise_for_error().output for r in requests()]
+        with contextlib.ExitStack() as stack:
+            if executor == "lambda":
+                config = lambda_config(stack, tiny_model)
+            else:
+                config = OmniDiffusionConfig(model_name_or_path=str(tiny_model), executor_class=executor)
+            with DiffusionEngine(config) as engine:
+                results[executor] = [engine.step([r])[0].raise_for_error().output for r in requests()]
     return results
 
 
@@ -110,7 +132,7 @@ def test_priority_in_front_of_mp_preempts_between_steps(tiny_model: Path) -> Non
 
 
 def test_every_executor_draws_the_digit_the_prompt_names(tmp_path: Path) -> None:
-    """The digits oracle through inproc, mp, priority and http (omni serve with mp behind it)."""
+    """The digits oracle through inproc, mp, priority, http (omni serve with mp behind it) and lambda."""
     from omni_core.models.digits_oracle import classify
     from omni_core.models.train_digits import WORDS
     from omni_executor_http.testing import run_server
@@ -122,10 +144,14 @@ def test_every_executor_draws_the_digit_the_prompt_names(tmp_path: Path) -> None
     ]
     configs = {name: OmniDiffusionConfig(executor_class=name) for name in ("inproc", "mp", "priority")}
     default_model = str(default_model_path())
-    with run_server(Path(default_model), executor="mp", tmp=tmp_path) as server:
+    with (
+        run_server(Path(default_model), executor="mp", tmp=tmp_path) as server,
+        contextlib.ExitStack() as stack,
+    ):
         configs["http"] = OmniDiffusionConfig(
             executor_class="http", executor_options={"base_url": server.url}
         )
+        configs["lambda"] = lambda_config(stack, None)
         for name, config in configs.items():
             with DiffusionEngine(config) as engine:
                 outputs = engine.step([request for _, request in requests_by_digit])
