@@ -224,7 +224,7 @@ class ExecutionEnvironment:
 
     # ---------------------------------------------------------- invoking
 
-    async def run(self, invocation: Invocation) -> InvocationResult:
+    async def run(self, invocation: Invocation, *, log_tail: bool = False) -> InvocationResult:
         """Give ``invocation`` to this (reserved) environment and wait for its end."""
         self.invocation = invocation
         try:
@@ -233,7 +233,8 @@ class ExecutionEnvironment:
             if self._wakeup is not None and not self._wakeup.done():
                 self._wakeup.set_result(None)
             payload, function_error = await self._await_result(invocation)
-            return InvocationResult(payload, function_error, await self._log_tail(invocation))
+            tail = await self._log_tail(invocation) if log_tail else ""
+            return InvocationResult(payload, function_error, tail)
         finally:
             self.invocation = None
 
