@@ -64,7 +64,10 @@ def cli() -> None:
 @click.option("--model", default=None, help="diffusers model folder or hub id [default: built-in model]")
 @click.option("--model-class", default=None, help="diffusers pipeline class, e.g. StableDiffusionPipeline")
 @click.option(
-    "--executor", default=None, help=f"shorthand, dotted path 'pkg.mod:Cls' [default: {DEFAULT_EXECUTOR}]"
+    "--executor",
+    envvar="OMNI_EXECUTOR",
+    default=None,
+    help=f"shorthand, dotted path 'pkg.mod:Cls' [env: OMNI_EXECUTOR; default: {DEFAULT_EXECUTOR}]",
 )
 @click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="executor option (repeatable)")
 @click.option("--size", default=None, metavar="WxH", help="image size, e.g. 64x64 [default: the model's]")

@@ -17,7 +17,10 @@ from omni_core.validation import RequestLimits
 @click.option("--model", default=None, help="diffusers model folder or hub id [default: built-in model]")
 @click.option("--model-class", default=None, help="diffusers pipeline class")
 @click.option(
-    "--executor", default=None, help="executor behind the server: shorthand or dotted path [default: mp]"
+    "--executor",
+    envvar="OMNI_EXECUTOR",
+    default=None,
+    help="executor behind the server: shorthand or dotted path [env: OMNI_EXECUTOR; default: mp]",
 )
 @click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="executor option (repeatable)")
 @click.option("--host", default="127.0.0.1", show_default=True)
