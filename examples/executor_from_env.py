@@ -26,9 +26,8 @@ def main() -> None:
     os.environ.setdefault("OMNI_EXECUTOR", "inproc")  # so the example runs the same everywhere
     with DiffusionEngine(config_from_environment()) as engine:
         output = engine.generate("a handwritten 2", height=64, width=64, seed=4).raise_for_error()
-    print(
-        f"OMNI_EXECUTOR={os.environ['OMNI_EXECUTOR']!r} -> {type(engine.executor).__name__}, seed {output.seed}"
-    )
+    name = type(engine.executor).__name__
+    print(f"OMNI_EXECUTOR={os.environ['OMNI_EXECUTOR']!r} -> {name}, seed {output.seed}")
 
 
 if __name__ == "__main__":
