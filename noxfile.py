@@ -40,7 +40,16 @@ LIGHT_PACKAGES: dict[str, tuple[str, ...]] = {
     "omni-executor-lambda": ("./packages/omni-core", "./packages/omni-executor-lambda"),
 }
 
-nox.options.sessions = ["lint", "typecheck", "light", "tests", "integration", "examples", "benchmarks"]
+nox.options.sessions = [
+    "lint",
+    "typecheck",
+    "light",
+    "docs",
+    "tests",
+    "integration",
+    "examples",
+    "benchmarks",
+]
 nox.options.error_on_missing_interpreters = True
 nox.options.reuse_existing_virtualenvs = False
 
@@ -85,6 +94,24 @@ def light(session: nox.Session, package: str) -> None:
         f"import sys, {module}, omni_core; omni_core.OmniDiffusionConfig(executor_class='inproc'); "
         f"assert 'torch' not in sys.modules; print('{module} imported without torch')",
     )
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation site, built with ``--strict`` (a broken link or reference fails).
+
+    omni-core and omni-executor-http are installed without extras (no torch): the
+    hook in docs/hooks/ reads their tables from the code.
+    """
+    session.install(
+        "mkdocs>=1.6",
+        "mkdocs-material>=9.5",
+        "mkdocstrings[python]>=0.26",
+        "pymdown-extensions>=10",
+        "./packages/omni-core",
+        "./packages/omni-executor-http",
+    )
+    session.run("mkdocs", "build", "--strict", "--site-dir", str(ROOT / ".nox" / "site"))
 
 
 @nox.session

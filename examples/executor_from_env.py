@@ -15,11 +15,15 @@ import os
 from omni_core import DiffusionEngine, OmniDiffusionConfig
 
 
+# --8<-- [start:config]
 def config_from_environment() -> OmniDiffusionConfig:
     options = json.loads(os.environ.get("OMNI_EXECUTOR_OPTIONS", "{}"))
     if not isinstance(options, dict):
         raise ValueError("OMNI_EXECUTOR_OPTIONS must be a JSON object, e.g. '{\"num_workers\": 2}'")
     return OmniDiffusionConfig(executor_class=os.environ.get("OMNI_EXECUTOR"), executor_options=options)
+
+
+# --8<-- [end:config]
 
 
 def main() -> None:
