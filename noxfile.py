@@ -155,6 +155,8 @@ def benchmarks(session: nox.Session) -> None:
     ``nox -s benchmarks -- --full`` runs the full sizes and repeat counts; the
     default (used by CI) is a shorter run that keeps the scripts working.
     """
-    install(session, "scikit-learn>=1.3", *PACKAGES.values())  # the digits oracle
+    # scikit-learn: the digits oracle; matplotlib: the charts docs/performance.md shows.
+    install(session, "scikit-learn>=1.3", "matplotlib>=3.8", *PACKAGES.values())
+    plots = ("--plot-dir", str(ROOT / "docs" / "images" / "benchmarks"))
     for script in sorted((ROOT / "benchmarks").glob("bench_*.py")):
-        session.run("python", str(script), *session.posargs)
+        session.run("python", str(script), *plots, *session.posargs)

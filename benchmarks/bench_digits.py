@@ -18,6 +18,7 @@ import sys
 import time
 
 import torch
+from _plot import save_bars
 
 from omni_core import DiffusionEngine, OmniDiffusionConfig, OmniDiffusionRequest
 from omni_core.models.default import default_model_path
@@ -40,6 +41,7 @@ def time_direct(count: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true")
+    parser.add_argument("--plot-dir", default=None, help="write PNG charts here")
     parser.add_argument("--direct-only", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.direct_only is not None:
@@ -66,6 +68,14 @@ def main() -> None:
     print(
         f"  direct pipeline {direct * 1e3:6.1f} ms/image, omni inproc {o * 1e3:6.1f} ms/image "
         f"(target < 100 ms), ratio {direct / o:4.2f}"
+    )
+    save_bars(
+        args.plot_dir,
+        "digits",
+        "digits model, 64², 8 steps: time per image",
+        ["diffusers direct", "omni inproc"],
+        [direct * 1e3, o * 1e3],
+        "ms per image",
     )
     if importlib.util.find_spec("sklearn") is None:
         print("  oracle: skipped (pip install 'omni-core[train]')")

@@ -19,6 +19,8 @@ import threading
 import time
 from pathlib import Path
 
+from _plot import save_bars
+
 from omni_core import DiffusionEngine, OmniDiffusionConfig, OmniDiffusionRequest
 from omni_executor_http.testing import run_server
 
@@ -61,6 +63,7 @@ def throughput(engine: DiffusionEngine, concurrency: int, count: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true")
+    parser.add_argument("--plot-dir", default=None, help="write PNG charts here")
     args = parser.parse_args()
     from omni_core.models.tiny import build_tiny_pipeline
 
@@ -78,6 +81,14 @@ def main() -> None:
                 print(
                     f"1. sequential: in-process {local_s * 1e3:6.1f} ms, http {remote_s * 1e3:6.1f} ms, "
                     f"overhead {(remote_s - local_s) * 1e3:+5.2f} ms/request (target <= 5 ms)"
+                )
+                save_bars(
+                    args.plot_dir,
+                    "http",
+                    "HTTP executor vs in-process, 64², 4 steps (median)",
+                    ["in-process", "http"],
+                    [local_s * 1e3, remote_s * 1e3],
+                    "ms per request",
                 )
                 print("2. throughput (requests/s)")
                 for concurrency in (1, 8, 32):

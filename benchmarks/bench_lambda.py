@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _plot import save_bars
+
 from omni_core import DiffusionEngine, OmniDiffusionConfig, OmniDiffusionRequest
 from omni_executor_lambda.local import LocalFunction
 from omni_executor_lambda.testing import local_lambda
@@ -59,6 +61,7 @@ def batch_seconds(engine: DiffusionEngine, count: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true")
+    parser.add_argument("--plot-dir", default=None, help="write PNG charts here")
     args = parser.parse_args()
     from omni_core.models.tiny import build_tiny_pipeline
 
@@ -104,6 +107,14 @@ def main() -> None:
                 f"2. sequential 64x64, 4 steps: in-process {local_s * 1e3:6.1f} ms, lambda (local service) "
                 f"{remote_s * 1e3:6.1f} ms, overhead {(remote_s - local_s) * 1e3:+6.2f} ms/invocation; "
                 f"cold start {cold:5.2f} s"
+            )
+            save_bars(
+                args.plot_dir,
+                "lambda",
+                "Lambda executor, local service: 8 requests (128², 8 steps)",
+                ["concurrency 1", "concurrency 4"],
+                [one, four],
+                "seconds",
             )
 
 

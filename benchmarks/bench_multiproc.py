@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _plot import save_bars
 
 from omni_core import DiffusionEngine, OmniDiffusionConfig, OmniDiffusionRequest
 
@@ -198,6 +199,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="more sizes and repeats (slower)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--plot-dir", default=None, help="write PNG charts here")
     args = parser.parse_args()
     from omni_core.models.tiny import build_tiny_pipeline
 
@@ -210,6 +212,14 @@ def main() -> None:
         scaling = bench_scaling(model, args.full)
     print("3. image transport from a worker: pickled through the pipe vs shared memory")
     transport = bench_transport(args.full)
+    save_bars(
+        args.plot_dir,
+        "multiproc",
+        "mp (1 worker) throughput / diffusers called directly",
+        [f"{r['size']}²" for r in overhead],
+        [r["throughput_ratio"] for r in overhead],
+        "ratio (1.0 = no overhead)",
+    )
     if args.json:
         args.json.write_text(
             json.dumps(

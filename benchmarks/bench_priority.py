@@ -20,6 +20,8 @@ import threading
 import time
 from typing import Any
 
+from _plot import save_bars
+
 from omni_core import DiffusionEngine, OmniDiffusionConfig, OmniDiffusionRequest
 from omni_executor_priority.testing import InstantExecutor, StepTimerExecutor
 
@@ -97,6 +99,7 @@ def overhead_us(count: int) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true")
+    parser.add_argument("--plot-dir", default=None, help="write PNG charts here")
     args = parser.parse_args()
     highs = 100 if args.full else 25
     print(f"priority benchmarks: service time S = {SERVICE * 1e3:.0f} ms, {highs} high-priority arrivals")
@@ -119,6 +122,14 @@ def main() -> None:
     print(
         f"   p99 with preemption: {pre_p99 / SERVICE:.2f} S (target <= 1.5 S); "
         f"{fifo_p99 / pre_p99:.1f}x better than FIFO (target >= 5x)"
+    )
+    save_bars(
+        args.plot_dir,
+        "priority",
+        "High-priority p99 latency under saturating low-priority load",
+        list(results),
+        [p99 / SERVICE for _, p99 in results.values()],
+        "p99 / service time S",
     )
     direct, scheduled = overhead_us(20_000 if args.full else 5_000)
     print(
