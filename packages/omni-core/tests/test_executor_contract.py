@@ -13,6 +13,7 @@ from omni_core import (
     DiffusionExecutor,
     DiffusionOutput,
     ExecutorDeadError,
+    ModelError,
     OmniDiffusionConfig,
     OmniDiffusionRequest,
 )
@@ -71,8 +72,11 @@ def test_default_submit_runs_concurrently_and_in_order_per_request(engine: Diffu
 
 def test_request_error_travels_in_output_and_executor_error_through_future(engine: DiffusionEngine) -> None:
     failed = engine.submit(OmniDiffusionRequest(prompt="fail")).result(timeout=10)
-    assert failed.error == "bad prompt"
-    assert failed.error_type == "ValueError"
+    # A foreign exception keeps its type and text inside omni's ModelError class.
+    assert failed.error == "ValueError: bad prompt"
+    assert (failed.error_type, failed.retryable) == ("ModelError", False)
+    with pytest.raises(ModelError, match="bad prompt"):
+        failed.raise_for_error()
     with pytest.raises(RuntimeError, match="executor exploded"):
         engine.submit(OmniDiffusionRequest(prompt="crash")).result(timeout=10)
     assert engine.submit(OmniDiffusionRequest(prompt="fine")).result(timeout=10).ok

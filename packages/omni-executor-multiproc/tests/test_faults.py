@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -120,7 +120,9 @@ def test_without_restarts_a_dead_worker_makes_the_executor_report_dead(tiny_mode
             engine.submit(long_request(3))
 
 
-def test_missing_model_names_the_path_and_leaves_no_process(tmp_path: Path) -> None:
+def test_missing_model_names_the_path_and_leaves_no_process(
+    tmp_path: Path, worker_children: Callable[[], set[int]]
+) -> None:
     missing = tmp_path / "missing-model"
     with pytest.raises(ModelLoadError) as info:
         DiffusionEngine(
@@ -131,10 +133,12 @@ def test_missing_model_names_the_path_and_leaves_no_process(tmp_path: Path) -> N
     message = str(info.value)
     assert str(missing) in message
     assert "does not exist" in message  # the worker's own error
-    assert multiprocessing.active_children() == []
+    assert worker_children() == set()
 
 
-def test_broken_pipeline_names_the_workers_error(tmp_path: Path, tiny_model: Path) -> None:
+def test_broken_pipeline_names_the_workers_error(
+    tmp_path: Path, tiny_model: Path, worker_children: Callable[[], set[int]]
+) -> None:
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "model_index.json").write_text(
@@ -144,7 +148,7 @@ def test_broken_pipeline_names_the_workers_error(tmp_path: Path, tiny_model: Pat
         DiffusionEngine(OmniDiffusionConfig(model_name_or_path=str(broken), executor_class="mp"))
     assert str(broken) in str(info.value)
     assert "worker 0" in str(info.value)
-    assert multiprocessing.active_children() == []
+    assert worker_children() == set()
 
 
 PARENT_SCRIPT = """

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -55,7 +55,11 @@ def test_workers_are_spawned_processes_with_their_own_threads(engine: DiffusionE
     assert len({info["pid"] for info in infos} | {os.getpid()}) == 3
     assert [info["torch_threads"] for info in infos] == [1, 1]
     assert [info["device"] for info in infos] == ["cpu", "cpu"]
-    assert all(type(w.process).__name__ == "SpawnProcess" for w in executor.workers)
+    # Started from a clean interpreter, not multiprocessing's spawn (which re-imports __main__).
+    assert all(
+        w.process.args[:3] == [sys.executable, "-m", "omni_executor_multiproc.worker"]
+        for w in executor.workers
+    )
 
 
 def test_same_image_as_the_in_process_executor(engine: DiffusionEngine, tiny_model: Path) -> None:
@@ -157,7 +161,9 @@ def test_large_batches_travel_through_shared_memory() -> None:
     assert not Path(f"/dev/shm/{packed.name.lstrip('/')}").exists()  # the parent unlinked it
 
 
-def test_shutdown_is_idempotent_and_leaves_no_process(tiny_model: Path) -> None:
+def test_shutdown_is_idempotent_and_leaves_no_process(
+    tiny_model: Path, worker_children: Callable[[], set[int]]
+) -> None:
     engine = DiffusionEngine(mp_config(tiny_model, num_workers=1))
     executor = engine.executor
     assert isinstance(executor, MultiProcDiffusionExecutor)
@@ -165,9 +171,8 @@ def test_shutdown_is_idempotent_and_leaves_no_process(tiny_model: Path) -> None:
     engine.close()
     engine.close()
     executor.shutdown()
-    assert all(p.exitcode is not None for p in processes)
-    live = {child.pid for child in multiprocessing.active_children()}
-    assert not live & {p.pid for p in processes}
+    assert all(p.poll() is not None for p in processes)
+    assert not worker_children() & {p.pid for p in processes}
 
 
 def test_abort_stops_a_running_request_at_a_step_and_cancels_a_queued_one(tiny_model: Path) -> None:

@@ -18,7 +18,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from omni_core.executors.registry import resolve_executor_class
+from omni_core.executors.registry import check_executor_spec, resolve_executor_class
 
 if TYPE_CHECKING:
     from omni_core.executors.base import DiffusionExecutor
@@ -49,6 +49,9 @@ class OmniDiffusionConfig:
     executor_options: dict[str, Any] = field(default_factory=dict)
 
     max_batch_size: int = 8
+    """Images one pipeline call may hold; compatible requests are batched up to it."""
+    max_queued_requests: int | None = None
+    """Requests an executor queues before it refuses more with ``OverloadedError``; ``None``: no cap."""
     default_num_inference_steps: int | None = None
     """Steps when a request leaves them out; ``None`` is the pipeline's own default."""
 
@@ -86,6 +89,9 @@ class OmniDiffusionConfig:
             minimum = 0 if name == "num_gpus" else 1
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+        queued = self.max_queued_requests
+        if queued is not None and (isinstance(queued, bool) or not isinstance(queued, int) or queued < 1):
+            raise ValueError(f"max_queued_requests must be an int >= 1 or None, got {queued!r}")
         steps = self.default_num_inference_steps
         if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
             raise ValueError(f"default_num_inference_steps must be an int >= 1 or None, got {steps!r}")
@@ -100,7 +106,7 @@ class OmniDiffusionConfig:
                 "executor_class must be None, a str (shorthand such as 'mp' or dotted path "
                 f"'pkg.mod:Cls') or a DiffusionExecutor subclass; got {type(spec).__name__} {spec!r}"
             )
-        resolve_executor_class(spec)
+        check_executor_spec(spec)
 
     def resolve_executor_class(self) -> type[DiffusionExecutor]:
         """The executor class this config selects (``None`` → ``"mp"``)."""

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from omni_core.errors import OmniError, classify_exception, failure_from_fields
 from omni_core.images import (
     ImageArray,
     array_from_dict,
@@ -80,6 +81,11 @@ class DiffusionOutput:
     output: list[ImageArray] = field(default_factory=list)
     error: str | None = None
     error_type: str | None = None
+    """The failure's class, a name in :data:`omni_core.errors.FAILURE_CLASSES`."""
+    error_field: str | None = None
+    """The request field at fault, for a validation error."""
+    retryable: bool | None = None
+    """Whether sending the same request again can help; ``None`` on success."""
     seed: int | None = None
     trajectory_latents: npt.NDArray[Any] | None = None
     trajectory_timesteps: list[float] | None = None
@@ -97,24 +103,38 @@ class DiffusionOutput:
         return self.output
 
     def raise_for_error(self) -> DiffusionOutput:
-        """Raise ``RuntimeError`` with the request's error, else return self (httpx style)."""
+        """Raise the failure's own class (httpx style), else return self.
+
+        A validation error raises :class:`~omni_core.errors.RequestValidationError`
+        with its ``field``; a dead worker :class:`~omni_core.errors.WorkerDiedError`,
+        and so on, whichever executor or wire the output came through.
+        """
         if self.error is not None:
-            kind = f"{self.error_type}: " if self.error_type else ""
-            raise RuntimeError(f"request {self.request_id} failed: {kind}{self.error}")
+            raise self.exception()
         return self
 
+    def exception(self) -> OmniError:
+        """The failure as an exception of its class (call only when ``error`` is set)."""
+        if self.error is None:
+            raise ValueError(f"request {self.request_id} did not fail")
+        return failure_from_fields(self.error_type, self.error, self.error_field, self.retryable)
+
     @classmethod
-    def failure(
-        cls, request_id: str, error: BaseException | str, *, error_type: str | None = None
-    ) -> DiffusionOutput:
-        """An output that carries an error instead of images."""
-        if isinstance(error, BaseException):
-            return cls(
-                request_id=request_id,
-                error=str(error) or repr(error),
-                error_type=error_type or type(error).__name__,
-            )
-        return cls(request_id=request_id, error=error, error_type=error_type)
+    def failure(cls, request_id: str, error: BaseException) -> DiffusionOutput:
+        """An output that carries ``error`` instead of images.
+
+        omni's failure classes travel as they are; any other exception (one the
+        pipeline raised) becomes a :class:`~omni_core.errors.ModelError` whose
+        message keeps the original type and text.
+        """
+        failure = classify_exception(error)
+        return cls(
+            request_id=request_id,
+            error=str(failure) or type(failure).__name__,
+            error_type=type(failure).__name__,
+            error_field=failure.field,
+            retryable=failure.retryable,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict: images as base64 PNG, latents as typed raw bytes."""
@@ -123,6 +143,8 @@ class DiffusionOutput:
             "output": [encode_png_b64(image) for image in self.output],
             "error": self.error,
             "error_type": self.error_type,
+            "error_field": self.error_field,
+            "retryable": self.retryable,
             "seed": self.seed,
             "trajectory_latents": (
                 None if self.trajectory_latents is None else array_to_dict(self.trajectory_latents)
@@ -146,12 +168,14 @@ class DiffusionOutput:
         if len(self.output) != len(other.output):
             return False
         same_images = all(np.array_equal(a, b) for a, b in zip(self.output, other.output, strict=True))
-        return same_images and (self.request_id, self.error, self.error_type, self.seed) == (
-            other.request_id,
-            other.error,
-            other.error_type,
-            other.seed,
-        )
+        return same_images and (
+            self.request_id,
+            self.error,
+            self.error_type,
+            self.error_field,
+            self.retryable,
+            self.seed,
+        ) == (other.request_id, other.error, other.error_type, other.error_field, other.retryable, other.seed)
 
     __hash__ = None  # type: ignore[assignment]
 

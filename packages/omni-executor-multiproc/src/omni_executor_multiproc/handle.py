@@ -1,31 +1,68 @@
-"""The parent's view of one worker process: its process, pipe and in-flight work."""
+"""The parent's view of one worker process: its process, pipe and captured output.
+
+Workers start from a clean interpreter (``python -m omni_executor_multiproc.worker``),
+not with multiprocessing's spawn, which re-imports the user's ``__main__``: a
+script without an ``if __name__ == "__main__":`` guard, a script piped into
+``python -`` and a notebook cell all work. The pipe is a socket pair whose
+child end the worker inherits as a file descriptor. The worker's stdout and
+stderr are forwarded, line by line and prefixed with its rank, to this
+process's ``sys.stderr`` (so a notebook shows them too), and the last lines
+are kept so that a worker that dies while loading says why.
+"""
 
 from __future__ import annotations
 
+import collections
 import contextlib
-import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
-from multiprocessing.process import BaseProcess
-from typing import Any
+from multiprocessing import Pipe
+from typing import IO, Any
 
 from omni_core.config import OmniDiffusionConfig
-from omni_executor_multiproc.batching import Pending
 from omni_executor_multiproc.layout import WorkerPlacement
-from omni_executor_multiproc.worker import WorkerSpec, worker_main
+from omni_executor_multiproc.worker import WorkerSpec, worker_config_fields
 
 JOIN_SECONDS = 5.0
+OUTPUT_TAIL_LINES = 30
 
 
 class WorkerStartError(RuntimeError):
     """The worker died or reported an error before it was ready."""
 
 
+class WorkerOutput:
+    """Forwards a worker's output to ``sys.stderr`` and keeps its last lines."""
+
+    def __init__(self, stream: IO[bytes], label: str) -> None:
+        self.label = label
+        self.tail: collections.deque[str] = collections.deque(maxlen=OUTPUT_TAIL_LINES)
+        self._thread = threading.Thread(
+            target=self._pump, args=(stream,), name=f"{label}-output", daemon=True
+        )
+        self._thread.start()
+
+    def _pump(self, stream: IO[bytes]) -> None:
+        with stream:
+            for raw in iter(stream.readline, b""):
+                line = raw.decode("utf-8", "replace").rstrip("\n")
+                self.tail.append(line)
+                with contextlib.suppress(Exception):  # a closed or odd sys.stderr must not kill the pump
+                    print(f"({self.label}) {line}", file=sys.stderr, flush=True)
+
+    def last_lines(self, wait: float = 2.0) -> str:
+        """The worker's last output lines (waits briefly for the pipe to drain after an exit)."""
+        self._thread.join(timeout=wait)
+        return "\n".join(self.tail)
+
+
 class WorkerHandle:
-    """Starts, talks to and stops one spawned worker."""
+    """Starts, talks to and stops one worker process."""
 
     def __init__(
         self,
@@ -36,42 +73,53 @@ class WorkerHandle:
     ) -> None:
         self.placement = placement
         self.restarts = restarts
-        self.inflight: dict[int, list[Pending]] = {}
         self.info: dict[str, Any] = {}
         self.alive = False
         self._send_lock = threading.Lock()
         self._reader: threading.Thread | None = None
-        context = multiprocessing.get_context("spawn")
-        self.conn, child_conn = context.Pipe(duplex=True)
+        self.conn, child_conn = Pipe(duplex=True)
+        env = dict(os.environ)
+        if placement.threads is not None:
+            # Read by torch's thread pools when it is imported, before any code of ours runs.
+            env.update(OMP_NUM_THREADS=str(placement.threads), MKL_NUM_THREADS=str(placement.threads))
+        env["PYTHONUNBUFFERED"] = "1"
+        fd = child_conn.fileno()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "omni_executor_multiproc.worker", str(fd)],
+            pass_fds=(fd,),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        child_conn.close()
+        assert self.process.stdout is not None
+        self.output = WorkerOutput(self.process.stdout, f"omni-worker rank={placement.rank} pid={self.pid}")
         spec = WorkerSpec(
             rank=placement.rank,
             device=placement.device,
             threads=placement.threads,
-            config=config,
+            config_fields=worker_config_fields(config),
             image_transport=image_transport,
             parent_pid=os.getpid(),
         )
-        self.process: BaseProcess = context.Process(
-            target=worker_main,
-            args=(spec, child_conn),
-            name=f"omni-worker-{placement.rank}",
-            daemon=True,
-        )
-        self.process.start()
-        child_conn.close()
+        with contextlib.suppress(OSError):  # a worker that died at once is reported by wait_ready
+            self.send(("spec", spec))
 
     @property
     def rank(self) -> int:
         return self.placement.rank
 
     @property
-    def pid(self) -> int | None:
+    def pid(self) -> int:
         return self.process.pid
 
     @property
-    def load(self) -> int:
-        """Requests in flight on this worker (least-loaded placement uses it)."""
-        return sum(len(batch) for batch in self.inflight.values())
+    def exitcode(self) -> int | None:
+        return self.process.poll()
+
+    def is_alive(self) -> bool:
+        return self.process.poll() is None
 
     def wait_ready(self, deadline: float) -> dict[str, Any]:
         """Block until the worker loaded its model; raise :class:`WorkerStartError` otherwise."""
@@ -81,18 +129,24 @@ class WorkerHandle:
                 raise WorkerStartError(f"worker {self.rank} was not ready before the startup timeout")
             try:
                 if not self.conn.poll(min(remaining, 0.5)):
-                    if not self.process.is_alive():
-                        raise WorkerStartError(f"worker {self.rank} {self.describe_exit()} while loading")
+                    if not self.is_alive():
+                        raise WorkerStartError(self._died_while_loading())
                     continue
                 message = self.conn.recv()
-            except (EOFError, OSError) as exc:
-                raise WorkerStartError(f"worker {self.rank} {self.describe_exit()} while loading") from exc
+            except (EOFError, OSError):
+                raise WorkerStartError(self._died_while_loading()) from None
             if message[0] == "ready":
                 self.info = message[1]
                 self.alive = True
                 return self.info
             if message[0] == "load_error":
                 raise WorkerStartError(f"{message[1]}: {message[2]}")
+
+    def _died_while_loading(self) -> str:
+        how = self.describe_exit()
+        output = self.output.last_lines()
+        said = f"; its last output:\n{output}" if output else " without printing anything"
+        return f"worker {self.rank} {how} while loading{said}"
 
     def start_reader(
         self, on_message: Callable[[WorkerHandle, Any], None], on_exit: Callable[[WorkerHandle], None]
@@ -115,9 +169,9 @@ class WorkerHandle:
 
     def describe_exit(self) -> str:
         """'exited with code 1' / 'was killed by signal SIGKILL', after reaping the process."""
-        self.process.join(timeout=JOIN_SECONDS)
-        code = self.process.exitcode
-        if code is None:
+        try:
+            code = self.process.wait(timeout=JOIN_SECONDS)
+        except subprocess.TimeoutExpired:
             return "stopped responding"
         if code < 0:
             try:
@@ -129,18 +183,21 @@ class WorkerHandle:
 
     def stop(self) -> None:
         """Ask politely, then terminate, then kill; always reaps the process."""
-        if self.process.is_alive():
+        if self.is_alive():
             with contextlib.suppress(OSError, ValueError):
                 self.send(("shutdown",))
-            self.process.join(timeout=JOIN_SECONDS)
-        if self.process.is_alive():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=JOIN_SECONDS)
+        if self.is_alive():
             self.process.terminate()
-            self.process.join(timeout=JOIN_SECONDS)
-        if self.process.is_alive():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=JOIN_SECONDS)
+        if self.is_alive():
             self.process.kill()
-            self.process.join()
+            self.process.wait()
         self.alive = False
         self.conn.close()
         reader = self._reader
         if reader is not None and reader is not threading.current_thread():
             reader.join(timeout=JOIN_SECONDS)
+        self.output.last_lines(wait=JOIN_SECONDS)

@@ -13,7 +13,7 @@ docs/performance.md).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from multiprocessing import shared_memory
+from multiprocessing import resource_tracker, shared_memory
 from typing import Any
 
 import numpy as np
@@ -54,6 +54,10 @@ def pack_images(per_output: list[list[ImageArray]], transport: str) -> PackedIma
     if transport == "pipe" or total == 0 or (transport == "auto" and total < SHM_THRESHOLD_BYTES):
         return PipedImages(per_output)
     block = shared_memory.SharedMemory(create=True, size=total)
+    # The parent unlinks the block once it copied the images out. Workers are not
+    # multiprocessing children, so this process's own resource tracker would otherwise
+    # "clean up" (and warn about) a block the parent already freed.
+    resource_tracker.unregister(block._name, "shared_memory")  # type: ignore[attr-defined]
     try:
         offset = 0
         layouts: list[list[ImageLayout]] = []

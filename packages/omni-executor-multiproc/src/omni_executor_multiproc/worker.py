@@ -1,12 +1,15 @@
 """The worker process: load the model once, then serve messages until told to stop.
 
-Runs in a *spawned* process (never forked: a forked copy of a parent that
-already touched CUDA or torch threads is unsafe). Talks to the parent over
-one duplex pipe:
+Runs in a fresh interpreter started as ``python -m omni_executor_multiproc.worker FD``
+(never forked: a forked copy of a parent that already touched CUDA or torch
+threads is unsafe; and not multiprocessing's spawn, which re-imports the
+user's ``__main__``). Talks to the parent over one duplex pipe, inherited as
+file descriptor FD; everything on it is between omni's own processes on one
+machine, never a network peer:
 
-parent → worker  ``("execute", batch_id, requests)``, ``("rpc", call_id, method, args, kwargs)``,
-                 ``("abort", request_id)``, ``("shutdown",)``
-worker → parent  ``("ready", info)``, ``("load_error", type, message)``,
+parent → worker  ``("spec", WorkerSpec)`` first, then ``("execute", batch_id, requests)``,
+                 ``("rpc", call_id, method, args, kwargs)``, ``("abort", request_id)``, ``("shutdown",)``
+worker → parent  ``("ready", info)``, ``("load_error", type, message_with_traceback)``,
                  ``("progress", batch_id, request_ids, step, total)``,
                  ``("result", batch_id, outputs, packed_images)``,
                  ``("rpc_result", call_id, ok, value)``
@@ -17,7 +20,9 @@ parent never leaves workers behind.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import sys
 import threading
 import time
 import traceback
@@ -30,6 +35,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from omni_core.config import OmniDiffusionConfig
 
+# Config fields a worker does not need (and could not rebuild: a class from the user's __main__).
+PARENT_ONLY_FIELDS = frozenset({"executor_class", "executor_options", "model"})
+
 PARENT_POLL_SECONDS = 0.2
 
 
@@ -40,29 +48,56 @@ class WorkerSpec:
     rank: int
     device: str
     threads: int | None
-    config: OmniDiffusionConfig
+    config_fields: dict[str, Any]
+    """The base config's fields (a user's config subclass need not be importable here)."""
     image_transport: str
     parent_pid: int
 
 
+def worker_config_fields(config: OmniDiffusionConfig) -> dict[str, Any]:
+    """What a worker needs of ``config``: the base class's fields, plain values only."""
+    from omni_core.config import OmniDiffusionConfig
+
+    return {
+        f.name: getattr(config, f.name)
+        for f in dataclasses.fields(OmniDiffusionConfig)
+        if f.init and f.name not in PARENT_ONLY_FIELDS
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m omni_executor_multiproc.worker FD``: read the spec from the pipe, then serve."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 1 or not args[0].isdigit():
+        sys.exit("usage: python -m omni_executor_multiproc.worker FD (started by the mp executor)")
+    conn = Connection(int(args[0]))
+    try:
+        kind, spec = conn.recv()
+    except (EOFError, OSError):
+        return  # the parent gave up before sending the spec
+    if kind != "spec":
+        sys.exit(f"omni worker: expected the spec first, got {kind!r}")
+    worker_main(spec, conn)
+
+
 def worker_main(spec: WorkerSpec, conn: Connection) -> None:
-    """Process entry point (must stay importable without torch: spawn imports this module)."""
+    """Load the model, report ready (or why not), then serve the parent's messages."""
     _start_parent_watchdog(spec.parent_pid)
-    if spec.threads is not None:
-        # Before torch is imported, so its thread pools start at the right size.
-        for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ[variable] = str(spec.threads)
     try:
         import torch
 
         if spec.threads is not None:
             torch.set_num_threads(spec.threads)
+        from omni_core.config import OmniDiffusionConfig
         from omni_core.runner import DiffusionModelRunner
 
-        runner = DiffusionModelRunner(spec.config, device=spec.device)
+        runner = DiffusionModelRunner(OmniDiffusionConfig(**spec.config_fields), device=spec.device)
         runner.load_model()
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
-        conn.send(("load_error", type(exc).__name__, str(exc)))
+        detail = str(exc)
+        if not _is_omni_error(exc):
+            detail += "\n" + traceback.format_exc(limit=-8).rstrip()
+        conn.send(("load_error", type(exc).__name__, detail))
         conn.close()
         return
     conn.send(("ready", runner.describe()))
@@ -140,6 +175,13 @@ class WorkerLoop:
         self.conn.send(("rpc_result", call_id, True, value))
 
 
+def _is_omni_error(exc: BaseException) -> bool:
+    """omni's own errors already say what is wrong; anything else carries its traceback."""
+    from omni_core.errors import OmniError
+
+    return isinstance(exc, OmniError)
+
+
 def _start_parent_watchdog(parent_pid: int) -> None:
     """Exit at once if the parent dies (re-parenting changes our ppid)."""
 
@@ -150,3 +192,10 @@ def _start_parent_watchdog(parent_pid: int) -> None:
             time.sleep(PARENT_POLL_SECONDS)
 
     threading.Thread(target=watch, name="omni-parent-watchdog", daemon=True).start()
+
+
+if __name__ == "__main__":
+    # Import under the module's real name, so pickled WorkerSpec/messages resolve to one class.
+    from omni_executor_multiproc.worker import main as _main
+
+    _main()

@@ -1,12 +1,15 @@
 """The executor contract every omni package implements.
 
 Modelled on vLLM's executor layer: an executor is built from the config,
-gets an ``_init_executor`` hook, runs batches with ``execute_model``, can
-broadcast a method call to its workers with ``collective_rpc``, reports
-health and shuts down. Only those five methods are abstract; ``submit``
-(the asynchronous path that schedulers and servers build on), progress
-listeners and context-manager support have working defaults, so a
-third-party executor is complete once the five are written.
+gets an ``_init_executor`` hook, runs requests, can broadcast a method call
+to its workers with ``collective_rpc``, reports health and shuts down.
+
+An executor writes one of the two ways to run requests and gets the other:
+``execute_model`` (a batch in, one output per request out) or ``submit``
+(one request in, a future out, which is what schedulers and servers build
+on). Executors that run batches on slots of their own (processes, actors)
+should subclass :class:`~omni_core.executors.queued.QueuedDiffusionExecutor`,
+which writes both.
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ class DiffusionExecutor(ABC):
         self._submit_pool: ThreadPoolExecutor | None = None
         self._submit_pool_lock = threading.Lock()
         self._is_shutdown = False
+        _require_a_way_to_run(type(self))
         self._init_executor()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -81,13 +85,15 @@ class DiffusionExecutor(ABC):
     def _init_executor(self) -> None:
         """Start workers, open clients, load models: whatever the executor needs."""
 
-    @abstractmethod
     def execute_model(self, requests: Sequence[OmniDiffusionRequest]) -> list[DiffusionOutput]:
         """Run ``requests``; return one output per request, in the same order.
 
         A request that fails yields an output with ``error`` set; it must not
         fail its neighbours. Raise only when the executor itself cannot work.
+        The default submits every request and waits for all of them.
         """
+        futures = [self.submit(request) for request in requests]
+        return [future.result() for future in futures]
 
     @abstractmethod
     def collective_rpc(
@@ -117,11 +123,11 @@ class DiffusionExecutor(ABC):
     def submit(self, request: OmniDiffusionRequest) -> Future[DiffusionOutput]:
         """Run one request asynchronously.
 
-        The default runs ``execute_model([request])`` on a small thread pool;
-        executors with their own queue (worker processes, schedulers) override
-        it to batch concurrent requests. The future resolves to the request's
-        output (its ``error`` set if the request failed) or raises if the
-        executor itself failed.
+        The default runs ``execute_model([request])`` on a small thread pool
+        (``max_concurrent_submits`` threads); executors with their own queue
+        override it to batch concurrent requests. The future resolves to the
+        request's output (its ``error`` set if the request failed) or raises
+        if the executor itself failed.
         """
         if self._is_shutdown:
             raise ExecutorDeadError(f"{type(self).__name__} is shut down; create a new engine")
@@ -186,6 +192,15 @@ class DiffusionExecutor(ABC):
 
     def __exit__(self, *exc_info: object) -> None:
         self.shutdown()
+
+
+def _require_a_way_to_run(cls: type[DiffusionExecutor]) -> None:
+    """An executor must write ``submit`` or ``execute_model``; each default calls the other."""
+    if cls.submit is DiffusionExecutor.submit and cls.execute_model is DiffusionExecutor.execute_model:
+        raise TypeError(
+            f"{cls.__qualname__} must implement submit(request) or execute_model(requests); "
+            "DiffusionExecutor derives the other from it"
+        )
 
 
 def _idempotent_shutdown(

@@ -5,6 +5,13 @@ An executor sets ``options_class`` to a dataclass; the user's
 error listing the valid ones (with the closest match), and a value of the
 wrong type names the option and the expected type. Keeping the schema a
 dataclass means the defaults are documented where they are defined.
+
+Ranges are declared on the field, not hand-checked in each executor::
+
+    workers: int | None = field(default=None, metadata=at_least(1))
+    timeout: float = field(default=5.0, metadata=above(0))
+
+and enforced here, so every executor says the same thing about them.
 """
 
 from __future__ import annotations
@@ -18,6 +25,16 @@ from typing import Any, TypeVar, Union
 from omni_core.errors import ExecutorOptionsError
 
 OptionsT = TypeVar("OptionsT")
+
+
+def at_least(minimum: float) -> dict[str, float]:
+    """Field metadata: the option must be >= ``minimum`` (``None`` is always allowed)."""
+    return {"min": minimum}
+
+
+def above(bound: float) -> dict[str, float]:
+    """Field metadata: the option must be > ``bound`` (``None`` is always allowed)."""
+    return {"gt": bound}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,10 +66,28 @@ def parse_executor_options(
                 f"executor option {name!r} of {executor_name} must be {_describe(expected)}, "
                 f"got {type(value).__name__} {value!r}"
             )
+    for name, value in values.items():
+        _check_range(name, value, fields[name].metadata, executor_name)
+    for name, f in fields.items():
+        if name not in values and f.default is not dataclasses.MISSING:
+            _check_range(name, f.default, f.metadata, executor_name)
     try:
         return options_class(**values)
     except (TypeError, ValueError) as exc:
         raise ExecutorOptionsError(f"invalid options for {executor_name}: {exc}") from exc
+
+
+def _check_range(name: str, value: Any, metadata: Any, executor_name: str) -> None:
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    if "min" in metadata and value < metadata["min"]:
+        raise ExecutorOptionsError(
+            f"executor option {name!r} of {executor_name} must be >= {metadata['min']}, got {value!r}"
+        )
+    if "gt" in metadata and value <= metadata["gt"]:
+        raise ExecutorOptionsError(
+            f"executor option {name!r} of {executor_name} must be > {metadata['gt']}, got {value!r}"
+        )
 
 
 def _matches(value: Any, expected: Any) -> bool:

@@ -139,6 +139,35 @@ def resolve_executor_class(spec: str | type | None) -> type[DiffusionExecutor]:
     return check_executor_class(_load_shorthand(spec), spec)
 
 
+def check_executor_spec(spec: str | type | None) -> None:
+    """Check ``spec`` without importing an executor package (what a config does when built).
+
+    A class must subclass :class:`DiffusionExecutor`; a shorthand must be registered,
+    installed (its entry point exists) or known (then the error says what to install),
+    and is imported only when an engine is built; a dotted path is imported and checked.
+    """
+    if spec is None or isinstance(spec, type):
+        if spec is not None:
+            check_executor_class(spec, spec)
+        return
+    if not isinstance(spec, str):
+        resolve_executor_class(spec)  # raises the TypeError
+        return
+    if not spec.strip():
+        resolve_executor_class(spec)  # raises the "empty" error
+        return
+    if not is_dotted_path(spec):
+        with _runtime_lock:
+            if spec in _runtime_registry:
+                return
+        if spec in installed_executor_entry_points():
+            return
+        _load_shorthand(spec)  # raises the not-installed or unknown-name error
+        return
+    # A dotted path names the operator's own module: importing it is the only way to check it.
+    check_executor_class(import_dotted_path(spec), spec)
+
+
 def check_executor_class(candidate: Any, spec: str | type) -> type[DiffusionExecutor]:
     """Ensure ``candidate`` is a :class:`DiffusionExecutor` subclass."""
     from omni_core.executors.base import DiffusionExecutor

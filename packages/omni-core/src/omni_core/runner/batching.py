@@ -15,6 +15,21 @@ from dataclasses import dataclass
 
 from omni_core.request import OmniDiffusionRequest
 
+BatchKey = tuple[object, ...]
+"""What requests must share to run in one pipeline call."""
+
+
+def batch_key(
+    height: int | None, width: int | None, num_inference_steps: int | None, guidance_scale: float | None
+) -> BatchKey:
+    """The one definition of batch compatibility: a pipeline call shares these four values."""
+    return (height, width, num_inference_steps, guidance_scale)
+
+
+def request_batch_key(request: OmniDiffusionRequest) -> BatchKey:
+    """A queued request's key, before the model fills its defaults (queues group by it)."""
+    return batch_key(request.height, request.width, request.num_inference_steps, request.guidance_scale)
+
 
 @dataclass(frozen=True)
 class PlannedRequest:
@@ -30,8 +45,9 @@ class PlannedRequest:
     seed: int
 
     @property
-    def batch_key(self) -> tuple[int | None, int | None, int | None, float | None]:
-        return (self.height, self.width, self.num_inference_steps, self.guidance_scale)
+    def batch_key(self) -> BatchKey:
+        """The key with the model's defaults filled in (the runner groups by it)."""
+        return batch_key(self.height, self.width, self.num_inference_steps, self.guidance_scale)
 
     @property
     def num_images(self) -> int:
@@ -44,7 +60,7 @@ def plan_batches(planned: Sequence[PlannedRequest], max_batch_images: int) -> li
     A request asking for more images than the cap runs alone rather than
     being refused: the cap bounds batching, not what a request may ask for.
     """
-    groups: dict[tuple[int | None, int | None, int | None, float | None], list[list[PlannedRequest]]] = {}
+    groups: dict[BatchKey, list[list[PlannedRequest]]] = {}
     order: list[list[PlannedRequest]] = []
     for item in planned:
         batches = groups.setdefault(item.batch_key, [])

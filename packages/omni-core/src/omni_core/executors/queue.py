@@ -1,9 +1,10 @@
-"""The parent's queue of submitted requests and how a batch is taken from it.
+"""The request queue every queued executor shares, and how a batch is taken from it.
 
 Torch-free and lock-free by itself (the executor holds its lock around
 it). A batch is the oldest waiting request plus later ones that can share
-its pipeline call (same size, steps, guidance), up to a number of images:
-oldest-first keeps latency fair, and compatible followers fill the batch.
+its pipeline call (same :func:`~omni_core.runner.batching.request_batch_key`),
+up to a number of images: oldest-first keeps latency fair, and compatible
+followers fill the batch.
 """
 
 from __future__ import annotations
@@ -14,49 +15,55 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from omni_core.request import DiffusionOutput, OmniDiffusionRequest
+from omni_core.runner.batching import BatchKey, request_batch_key
 
 
-@dataclass
-class Pending:
+@dataclass(eq=False)
+class QueuedRequest:
+    """A submitted request, its future and when it was queued and dispatched."""
+
     request: OmniDiffusionRequest
     future: Future[DiffusionOutput]
     enqueued: float = field(default_factory=time.perf_counter)
     dispatched: float | None = None
 
     @property
-    def key(self) -> tuple[object, ...]:
-        r = self.request
-        return (r.height, r.width, r.num_inference_steps, r.guidance_scale)
+    def request_id(self) -> str:
+        return self.request.request_id
+
+    @property
+    def key(self) -> BatchKey:
+        return request_batch_key(self.request)
 
 
-class PendingQueue:
+class RequestQueue:
     """FIFO of submitted requests; cancelled futures are dropped lazily."""
 
     def __init__(self) -> None:
-        self._items: deque[Pending] = deque()
+        self._items: deque[QueuedRequest] = deque()
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def push(self, item: Pending) -> None:
+    def push(self, item: QueuedRequest) -> None:
         self._items.append(item)
 
-    def remove(self, request_id: str) -> Pending | None:
+    def remove(self, request_id: str) -> QueuedRequest | None:
         """Take a queued request out (abort before it ran); None if not queued."""
         for item in self._items:
-            if item.request.request_id == request_id:
+            if item.request_id == request_id:
                 self._items.remove(item)
                 return item
         return None
 
-    def drain(self) -> list[Pending]:
+    def drain(self) -> list[QueuedRequest]:
         items = list(self._items)
         self._items.clear()
         return items
 
-    def take_batch(self, max_images: int) -> list[Pending]:
+    def take_batch(self, max_images: int) -> list[QueuedRequest]:
         """Oldest live request plus compatible followers, marked running; [] if none."""
-        head: Pending | None = None
+        head: QueuedRequest | None = None
         while self._items and head is None:
             candidate = self._items.popleft()
             if candidate.future.set_running_or_notify_cancel():
@@ -64,8 +71,9 @@ class PendingQueue:
         if head is None:
             return []
         batch = [head]
+        key = head.key
         images = head.request.num_outputs_per_prompt
-        kept: deque[Pending] = deque()
+        kept: deque[QueuedRequest] = deque()
         while self._items:
             if images >= max_images:
                 kept.extend(self._items)
@@ -75,7 +83,7 @@ class PendingQueue:
             if item.future.cancelled():
                 continue
             fits = images + item.request.num_outputs_per_prompt <= max_images
-            if item.key == head.key and fits and item.future.set_running_or_notify_cancel():
+            if fits and item.key == key and item.future.set_running_or_notify_cancel():
                 batch.append(item)
                 images += item.request.num_outputs_per_prompt
             else:

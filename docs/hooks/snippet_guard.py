@@ -1,0 +1,32 @@
+"""mkdocs hook: fail the build when a page shows a snippet marker as text.
+
+``pymdownx.snippets`` replaces ``--8<-- "file:section"`` with the file's
+lines. A marker it does not recognise (one a formatter rewrote to
+``--8 < --"file"``, say) is left on the page as literal text, and
+``mkdocs build --strict`` does not notice; this hook does.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from mkdocs.exceptions import PluginError
+
+# "--8<--" as written, HTML-escaped, or pulled apart by a code formatter.
+SNIPPET_MARKER = re.compile(r"-\s*-\s*8\s*(?:<|&lt;)\s*-\s*-")
+
+
+def find_snippet_markers(html: str) -> list[str]:
+    """The lines of ``html`` that still show a snippet marker."""
+    return [line.strip() for line in html.splitlines() if SNIPPET_MARKER.search(line)]
+
+
+def on_post_page(output: str, *, page: Any, config: Any) -> str:
+    leftovers = find_snippet_markers(output)
+    if leftovers:
+        raise PluginError(
+            f"{page.file.src_path}: a snippet marker was not replaced and shows as text: {leftovers[0]!r}; "
+            'write it as --8<-- "path:section" on a line of its own (ruff format must not touch docs/)'
+        )
+    return output

@@ -1,0 +1,305 @@
+"""``QueuedDiffusionExecutor``: the execution core of every executor that owns slots.
+
+An executor that runs batches on slots of its own (the in-process runner,
+worker processes, Ray actors) writes only what is its own: how its slots
+start and stop, which are ready, and how a batch runs on one. This class
+owns everything else, once:
+
+- the request queue, and batching of compatible requests (one batch key);
+- ``submit`` and ``execute_model`` (the latter is ``submit`` for each request);
+- admission control: past ``config.max_queued_requests`` a request fails at
+  once with :class:`~omni_core.errors.OverloadedError` (retryable);
+- placement: the ready slot with the fewest requests in flight;
+- abort of queued requests, and of dispatched ones before they start;
+- a dead executor (``_mark_dead``) and shutdown: queued requests fail with
+  :class:`~omni_core.errors.ExecutorDeadError` instead of hanging;
+- the ``queue`` and ``total`` timings of every output.
+
+A slot's batch ends through :meth:`_complete_batch` (one output per request)
+or :meth:`_fail_batch` (every request fails with one error), from any thread.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from abc import abstractmethod
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from omni_core.errors import (
+    ExecutorDeadError,
+    ModelError,
+    OverloadedError,
+    RequestCancelledError,
+)
+from omni_core.executors.base import DiffusionExecutor
+from omni_core.executors.queue import QueuedRequest, RequestQueue
+from omni_core.request import DiffusionOutput, OmniDiffusionRequest
+
+SlotT = TypeVar("SlotT")
+
+
+@dataclass(eq=False)
+class Batch(Generic[SlotT]):
+    """Compatible requests dispatched together to one slot."""
+
+    batch_id: int
+    slot: SlotT
+    items: list[QueuedRequest]
+    launched: bool = False
+    aborted: set[str] = field(default_factory=set)
+    """Requests aborted after dispatch but before launch: dropped at launch."""
+
+    @property
+    def requests(self) -> list[OmniDiffusionRequest]:
+        return [item.request for item in self.items]
+
+    def holds(self, request_id: str) -> bool:
+        return any(item.request_id == request_id for item in self.items)
+
+
+class QueuedDiffusionExecutor(DiffusionExecutor, Generic[SlotT]):
+    """Base of executors with slots; subclasses write the five slot hooks below."""
+
+    slot_capacity: int = 1
+    """Batches one slot may hold at once; 1 keeps batching and placement here."""
+
+    def _init_executor(self) -> None:
+        self._lock = threading.Condition()
+        self._queue = RequestQueue()
+        self._inflight: dict[int, Batch[SlotT]] = {}
+        self._batch_ids = itertools.count()
+        self._dead_reason: str | None = None
+        self._stopping = False
+        self._start_slots()
+        self._dispatcher = threading.Thread(
+            target=self._dispatch_loop, name=f"omni-dispatch-{type(self).__name__}", daemon=True
+        )
+        self._dispatcher.start()
+
+    # ------------------------------------------------------------ slot hooks
+
+    @abstractmethod
+    def _start_slots(self) -> None:
+        """Start workers, load models; raise (e.g. ModelLoadError) if that fails."""
+
+    @abstractmethod
+    def _ready_slots(self) -> Sequence[SlotT]:
+        """Slots able to run a batch now, in preference order (called with the lock held)."""
+
+    @abstractmethod
+    def _launch(self, batch: Batch[SlotT]) -> None:
+        """Run ``batch`` on ``batch.slot``, or hand it over and return.
+
+        Called on the dispatcher thread without the lock. End the batch with
+        :meth:`_complete_batch` or :meth:`_fail_batch`; an exception raised
+        here fails the batch with it.
+        """
+
+    def _abort_running(self, batch: Batch[SlotT], request_id: str) -> bool:
+        """Stop a launched request between denoising steps; False if this executor cannot."""
+        return False
+
+    @abstractmethod
+    def _stop_slots(self) -> None:
+        """Release every slot (after the dispatcher stopped); leave no process or thread."""
+
+    def _check_slots(self) -> None:
+        """Raise if the slots are unhealthy (the executor itself is usable)."""
+
+    # --------------------------------------------------------------- submit
+
+    def submit(self, request: OmniDiffusionRequest) -> Future[DiffusionOutput]:
+        future: Future[DiffusionOutput] = Future()
+        with self._lock:
+            self._raise_if_unusable()
+            limit = self.od_config.max_queued_requests
+            if limit is not None and len(self._queue) >= limit:
+                error = OverloadedError(
+                    f"{len(self._queue)} requests are already queued (max_queued_requests={limit}); "
+                    "retry later",
+                    retry_after=1.0,
+                )
+                future.set_result(DiffusionOutput.failure(request.request_id, error))
+                return future
+            self._queue.push(QueuedRequest(request, future))
+            self._lock.notify_all()
+        return future
+
+    def _raise_if_unusable(self) -> None:
+        if self._stopping or self.is_shutdown:
+            raise ExecutorDeadError(f"{type(self).__name__} is shut down; create a new engine")
+        if self._dead_reason is not None:
+            raise ExecutorDeadError(f"{type(self).__name__} is dead: {self._dead_reason}")
+
+    @property
+    def queue_depth(self) -> int:
+        """Requests waiting for a slot."""
+        with self._lock:
+            return len(self._queue)
+
+    # ------------------------------------------------------------- dispatch
+
+    def _dispatch_loop(self) -> None:
+        while True:
+            with self._lock:
+                slot: SlotT | None = None
+                while not self._stopping:
+                    slot = self._free_slot() if len(self._queue) else None
+                    if slot is not None:
+                        break
+                    self._lock.wait()
+                if self._stopping or slot is None:
+                    return
+                items = self._queue.take_batch(self.od_config.max_batch_size)
+                if not items:
+                    continue
+                batch = Batch(next(self._batch_ids), slot, items)
+                dispatched = time.perf_counter()
+                for item in items:
+                    item.dispatched = dispatched
+                self._inflight[batch.batch_id] = batch
+            self._start_batch(batch)
+
+    def _free_slot(self) -> SlotT | None:
+        best: tuple[int, int, SlotT] | None = None
+        for order, slot in enumerate(self._ready_slots()):
+            batches = [b for b in self._inflight.values() if b.slot is slot]
+            if len(batches) >= self.slot_capacity:
+                continue
+            load = sum(len(b.items) for b in batches)
+            if best is None or (load, order) < best[:2]:
+                best = (load, order, slot)
+        return None if best is None else best[2]
+
+    def slot_load(self, slot: SlotT) -> int:
+        """Requests in flight on ``slot``."""
+        with self._lock:
+            return sum(len(b.items) for b in self._inflight.values() if b.slot is slot)
+
+    def _start_batch(self, batch: Batch[SlotT]) -> None:
+        with self._lock:
+            dropped = [item for item in batch.items if item.request_id in batch.aborted]
+            batch.items = [item for item in batch.items if item.request_id not in batch.aborted]
+            batch.launched = True
+            if not batch.items:
+                self._inflight.pop(batch.batch_id, None)
+                self._lock.notify_all()
+        for item in dropped:
+            item.future.set_result(_cancelled(item.request_id, "before it ran"))
+        if not batch.items:
+            return
+        try:
+            self._launch(batch)
+        except Exception as exc:  # noqa: BLE001 - delivered to the batch's requests
+            self._fail_batch(batch.batch_id, exc)
+
+    # ----------------------------------------------------------- completion
+
+    def _complete_batch(self, batch_id: int, outputs: Sequence[DiffusionOutput]) -> Batch[SlotT] | None:
+        """Deliver one output per request of the batch; None if it already ended (its slot died)."""
+        with self._lock:
+            batch = self._inflight.pop(batch_id, None)
+            self._lock.notify_all()
+        if batch is None:
+            return None
+        if len(outputs) != len(batch.items):
+            error = ModelError(f"the slot returned {len(outputs)} outputs for {len(batch.items)} requests")
+            outputs = [DiffusionOutput.failure(item.request_id, error) for item in batch.items]
+        now = time.perf_counter()
+        for item, output in zip(batch.items, outputs, strict=True):
+            dispatched = item.dispatched if item.dispatched is not None else item.enqueued
+            output.timings["queue"] = dispatched - item.enqueued
+            output.timings["total"] = now - item.enqueued
+            item.future.set_result(output)
+        return batch
+
+    def _fail_batch(self, batch_id: int, error: BaseException) -> Batch[SlotT] | None:
+        """Every request of the batch fails with ``error``; None if it already ended."""
+        with self._lock:
+            batch = self._inflight.get(batch_id)
+        if batch is None:
+            return None
+        return self._complete_batch(
+            batch_id, [DiffusionOutput.failure(item.request_id, error) for item in batch.items]
+        )
+
+    def _fail_slot(self, slot: SlotT, error: BaseException) -> int:
+        """Fail every batch on ``slot`` (it died); returns how many requests were lost."""
+        with self._lock:
+            batch_ids = [b.batch_id for b in self._inflight.values() if b.slot is slot]
+        lost = 0
+        for batch_id in batch_ids:
+            batch = self._fail_batch(batch_id, error)
+            lost += len(batch.items) if batch is not None else 0
+        return lost
+
+    def _mark_dead(self, reason: str) -> None:
+        """The executor can run nothing more: say why, fail what is queued."""
+        with self._lock:
+            if self._dead_reason is None:
+                self._dead_reason = reason
+            self._lock.notify_all()
+        self._fail_queued(ExecutorDeadError(f"{type(self).__name__} is dead: {reason}"))
+
+    def _fail_queued(self, error: BaseException) -> None:
+        with self._lock:
+            items = self._queue.drain()
+        for item in items:
+            if item.future.set_running_or_notify_cancel():
+                item.future.set_exception(error)
+
+    # ---------------------------------------------------------------- abort
+
+    def abort(self, request_id: str) -> bool:
+        """Cancel a queued request, or stop a running one at its next denoising step."""
+        with self._lock:
+            queued = self._queue.remove(request_id)
+            batch = None
+            if queued is None:
+                batch = next((b for b in self._inflight.values() if b.holds(request_id)), None)
+                if batch is None:
+                    return False
+                if not batch.launched:
+                    batch.aborted.add(request_id)
+                    return True
+        if queued is not None:
+            if queued.future.set_running_or_notify_cancel():
+                queued.future.set_result(_cancelled(request_id, "before it ran"))
+            return True
+        assert batch is not None
+        return self._abort_running(batch, request_id)
+
+    # -------------------------------------------------------- health, stop
+
+    def check_health(self) -> None:
+        with self._lock:
+            self._raise_if_unusable()
+        self._check_slots()
+
+    def shutdown(self) -> None:
+        lock = getattr(self, "_lock", None)
+        if lock is None:  # _init_executor never got that far
+            return
+        with lock:
+            self._stopping = True
+            lock.notify_all()
+        dispatcher = getattr(self, "_dispatcher", None)
+        if dispatcher is not None and dispatcher is not threading.current_thread():
+            dispatcher.join()
+        self._stop_slots()
+        self._fail_queued(ExecutorDeadError("executor shut down before the request ran"))
+        with lock:
+            leftover = list(self._inflight)
+        for batch_id in leftover:
+            self._fail_batch(batch_id, ExecutorDeadError("executor shut down while the request ran"))
+
+
+def _cancelled(request_id: str, when: str) -> DiffusionOutput:
+    return DiffusionOutput.failure(
+        request_id, RequestCancelledError(f"request {request_id} was aborted {when}")
+    )
