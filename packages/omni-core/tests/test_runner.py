@@ -106,8 +106,10 @@ def test_random_seed_is_chosen_reported_and_reproducible(runner: DiffusionModelR
 
 def test_same_seed_same_image_different_seed_different_image(runner: DiffusionModelRunner) -> None:
     a, b, c = runner.execute([request(seed=1), request(seed=1), request(seed=2)])
-    assert np.array_equal(a.output[0], b.output[0])
-    assert not np.array_equal(a.output[0], c.output[0])
+    # Rows of one batched call may differ by last-bit float noise (docs/architecture.md,
+    # Determinism): at most one 8-bit level, on a handful of values; seen on main's CI machine.
+    assert fraction_of_pixels_off_by_more_than(a.output[0], b.output[0], 1) == 0
+    assert fraction_of_pixels_off_by_more_than(a.output[0], c.output[0], 8) > 0.1
 
 
 def test_bad_requests_fail_alone_naming_the_field(runner: DiffusionModelRunner) -> None:

@@ -151,6 +151,45 @@ def test_broken_pipeline_names_the_workers_error(
     assert worker_children() == set()
 
 
+def test_a_worker_that_dies_while_loading_says_what_it_printed(
+    tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch, worker_children: Callable[[], set[int]]
+) -> None:
+    # A pipeline module that prints and exits hard on import: the worker cannot report it itself.
+    (tmp_path / "crashy_pipeline.py").write_text(
+        "import os, sys\nprint('crashy pipeline: out of cheese', file=sys.stderr, flush=True)\nos._exit(7)\n"
+    )
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))  # inherited by the worker, not imported here
+    config = OmniDiffusionConfig(
+        model_name_or_path=str(tiny_model),
+        model_class_name="crashy_pipeline:Pipeline",
+        executor_class="mp",
+    )
+    with pytest.raises(ModelLoadError) as info:
+        DiffusionEngine(config)
+    message = str(info.value)
+    assert "exited with code 7 while loading" in message
+    assert "crashy pipeline: out of cheese" in message
+    assert worker_children() == set()
+
+
+def test_a_load_error_carries_the_workers_traceback(
+    tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "raising_pipeline.py").write_text(
+        "def helper():\n    raise KeyError('no such layer')\nhelper()\n"
+    )
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    config = OmniDiffusionConfig(
+        model_name_or_path=str(tiny_model), model_class_name="raising_pipeline:Pipeline", executor_class="mp"
+    )
+    with pytest.raises(ModelLoadError) as info:
+        DiffusionEngine(config)
+    message = str(info.value)
+    assert "no such layer" in message
+    assert "raising_pipeline.py" in message  # the traceback names the file and line
+    assert "in helper" in message
+
+
 PARENT_SCRIPT = """
 import sys, time
 from omni_core import DiffusionEngine, OmniDiffusionConfig

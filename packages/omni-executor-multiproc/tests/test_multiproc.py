@@ -57,7 +57,7 @@ def test_workers_are_spawned_processes_with_their_own_threads(engine: DiffusionE
     assert [info["device"] for info in infos] == ["cpu", "cpu"]
     # Started from a clean interpreter, not multiprocessing's spawn (which re-imports __main__).
     assert all(
-        w.process.args[:3] == [sys.executable, "-m", "omni_executor_multiproc.worker"]
+        w.process.args[:3] == [sys.executable, "-m", "omni_executor_multiproc.worker_process"]
         for w in executor.workers
     )
 

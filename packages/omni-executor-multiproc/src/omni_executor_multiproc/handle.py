@@ -1,6 +1,6 @@
 """The parent's view of one worker process: its process, pipe and captured output.
 
-Workers start from a clean interpreter (``python -m omni_executor_multiproc.worker``),
+Workers start from a clean interpreter (``python -m omni_executor_multiproc.worker_process``),
 not with multiprocessing's spawn, which re-imports the user's ``__main__``: a
 script without an ``if __name__ == "__main__":`` guard, a script piped into
 ``python -`` and a notebook cell all work. The pipe is a socket pair whose
@@ -85,7 +85,7 @@ class WorkerHandle:
         env["PYTHONUNBUFFERED"] = "1"
         fd = child_conn.fileno()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "omni_executor_multiproc.worker", str(fd)],
+            [sys.executable, "-m", "omni_executor_multiproc.worker_process", str(fd)],
             pass_fds=(fd,),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,

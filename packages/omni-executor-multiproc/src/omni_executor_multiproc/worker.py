@@ -1,6 +1,6 @@
 """The worker process: load the model once, then serve messages until told to stop.
 
-Runs in a fresh interpreter started as ``python -m omni_executor_multiproc.worker FD``
+Runs in a fresh interpreter started as ``python -m omni_executor_multiproc.worker_process FD``
 (never forked: a forked copy of a parent that already touched CUDA or torch
 threads is unsafe; and not multiprocessing's spawn, which re-imports the
 user's ``__main__``). Talks to the parent over one duplex pipe, inherited as
@@ -66,10 +66,10 @@ def worker_config_fields(config: OmniDiffusionConfig) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m omni_executor_multiproc.worker FD``: read the spec from the pipe, then serve."""
+    """``python -m omni_executor_multiproc.worker_process FD``: read the spec from the pipe, then serve."""
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 1 or not args[0].isdigit():
-        sys.exit("usage: python -m omni_executor_multiproc.worker FD (started by the mp executor)")
+        sys.exit("usage: python -m omni_executor_multiproc.worker_process FD (started by the mp executor)")
     conn = Connection(int(args[0]))
     try:
         kind, spec = conn.recv()
@@ -95,8 +95,8 @@ def worker_main(spec: WorkerSpec, conn: Connection) -> None:
         runner.load_model()
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
         detail = str(exc)
-        if not _is_omni_error(exc):
-            detail += "\n" + traceback.format_exc(limit=-8).rstrip()
+        if not _explains_itself(exc):
+            detail += "\n" + "".join(traceback.format_exception(exc, limit=-8)).rstrip()
         conn.send(("load_error", type(exc).__name__, detail))
         conn.close()
         return
@@ -175,11 +175,16 @@ class WorkerLoop:
         self.conn.send(("rpc_result", call_id, True, value))
 
 
-def _is_omni_error(exc: BaseException) -> bool:
-    """omni's own errors already say what is wrong; anything else carries its traceback."""
+def _explains_itself(exc: BaseException) -> bool:
+    """omni's own errors say what is wrong; one caused by anything else carries its traceback."""
     from omni_core.errors import OmniError
 
-    return isinstance(exc, OmniError)
+    cause: BaseException | None = exc
+    while cause is not None:
+        if not isinstance(cause, OmniError):
+            return False
+        cause = cause.__cause__
+    return True
 
 
 def _start_parent_watchdog(parent_pid: int) -> None:
@@ -192,10 +197,3 @@ def _start_parent_watchdog(parent_pid: int) -> None:
             time.sleep(PARENT_POLL_SECONDS)
 
     threading.Thread(target=watch, name="omni-parent-watchdog", daemon=True).start()
-
-
-if __name__ == "__main__":
-    # Import under the module's real name, so pickled WorkerSpec/messages resolve to one class.
-    from omni_executor_multiproc.worker import main as _main
-
-    _main()

@@ -181,35 +181,36 @@ def check_executor_class(candidate: Any, spec: str | type) -> type[DiffusionExec
     return candidate
 
 
-def import_dotted_path(spec: str) -> Any:
+def import_dotted_path(spec: str, *, setting: str = "executor_class") -> Any:
     """Import ``"pkg.mod:Attr.Inner"`` or ``"pkg.mod.Attr"`` and return the object.
 
-    Only ever called with operator configuration, never with request data.
+    Only ever called with operator configuration, never with request data;
+    ``setting`` names the config field the path came from, for the error.
     """
     if ":" in spec:
         module_name, _, attr_path = spec.partition(":")
         if not module_name or not attr_path:
             raise ExecutorResolutionError(
-                f"executor_class {spec!r} is not a valid dotted path; write 'pkg.module:ClassName'"
+                f"{setting} {spec!r} is not a valid dotted path; write 'pkg.module:ClassName'"
             )
     else:
         module_name, _, attr_path = spec.rpartition(".")
         if not module_name or not attr_path:
             raise ExecutorResolutionError(
-                f"executor_class {spec!r} is not a valid dotted path; write 'pkg.module:ClassName'"
+                f"{setting} {spec!r} is not a valid dotted path; write 'pkg.module:ClassName'"
             )
     try:
         obj: Any = importlib.import_module(module_name)
     except Exception as exc:
         raise ExecutorResolutionError(
-            f"executor_class {spec!r}: cannot import module {module_name!r}: {type(exc).__name__}: {exc}"
+            f"{setting} {spec!r}: cannot import module {module_name!r}: {type(exc).__name__}: {exc}"
         ) from exc
     for part in attr_path.split("."):
         try:
             obj = getattr(obj, part)
         except AttributeError as exc:
             raise ExecutorResolutionError(
-                f"executor_class {spec!r}: module {module_name!r} has no attribute {attr_path!r}"
+                f"{setting} {spec!r}: module {module_name!r} has no attribute {attr_path!r}"
             ) from exc
     return obj
 

@@ -347,9 +347,9 @@ def pipeline_class_for(model_class_name: str | None, path: str, diffusers: Any) 
         return import_dotted_path(OMNI_PIPELINES[name])
     if ":" in name or "." in name:
         try:
-            candidate = import_dotted_path(name)
+            candidate = import_dotted_path(name, setting="model_class_name")
         except ValueError as exc:
-            raise ModelLoadError(f"model_class_name {name!r}: {exc}") from exc
+            raise ModelLoadError(str(exc)) from exc
     else:
         candidate = getattr(diffusers, name, None)
     if not (isinstance(candidate, type) and hasattr(candidate, "from_pretrained")):

@@ -1,0 +1,41 @@
+"""The README's Python API snippet, run exactly as a user would paste it.
+
+Pasted unchanged into ``snippet.py`` and run as ``python snippet.py``, and
+piped into ``python -``: neither has an ``if __name__ == "__main__":`` guard,
+so this fails if worker processes re-import the user's main module.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def readme_section(name: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    found = re.search(rf"# --8<-- \[start:{name}\]\n(.*?)# --8<-- \[end:{name}\]", text, re.S)
+    assert found, f"README.md has no {name!r} snippet section"
+    return found.group(1)
+
+
+@pytest.mark.parametrize("how", ["file", "stdin"])
+def test_readme_python_snippet_runs_unchanged(tmp_path: Path, how: str) -> None:
+    snippet = readme_section("python-api")
+    assert "__main__" not in snippet  # the point: no guard
+    script = tmp_path / "snippet.py"
+    script.write_text(snippet)
+    if how == "file":
+        command, stdin = [sys.executable, str(script)], None
+    else:
+        command, stdin = [sys.executable, "-"], snippet
+    done = subprocess.run(
+        command, input=stdin, cwd=tmp_path, capture_output=True, text=True, timeout=240, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "(64, 64, 3) (64, 64, 3)"
