@@ -20,6 +20,7 @@ from omni_core import (
     ExecutorOptionsError,
     OmniDiffusionConfig,
     OmniDiffusionRequest,
+    RequestValidationError,
 )
 from omni_executor_http import HTTPDiffusionExecutor
 
@@ -67,10 +68,17 @@ def test_two_hundred_requests_at_once_none_lost_or_duplicated(server: ServerProc
 def test_4xx_comes_back_as_the_request_error_with_the_servers_message(server: ServerProcess) -> None:
     with DiffusionEngine(http_config(server.url)) as engine:
         bad, good = engine.step([req(1, num_inference_steps=51), req(2)])
-    assert bad.error_type == "HTTPClientError"
+    # omni's server says the class and the field; the client raises the same class.
+    assert (bad.error_type, bad.error_field, bad.retryable) == (
+        "RequestValidationError",
+        "num_inference_steps",
+        False,
+    )
     assert bad.error is not None
-    assert "HTTP 400" in bad.error
     assert "num_inference_steps" in bad.error
+    with pytest.raises(RequestValidationError) as info:
+        bad.raise_for_error()
+    assert info.value.field == "num_inference_steps"
     assert good.ok
 
 
@@ -112,7 +120,7 @@ def test_unreachable_server_is_unhealthy_and_fails_requests_clearly() -> None:
         with pytest.raises(ExecutorDeadError, match="unreachable"):
             engine.check_health()
         output = engine.step([req(None)])[0]
-    assert output.error_type == "HTTPRetryExhausted"
+    assert (output.error_type, output.retryable) == ("RemoteError", True)
     assert output.error is not None
     assert "ConnectError" in output.error
     assert "gave up after 2 attempts" in output.error
@@ -135,7 +143,7 @@ def test_server_killed_mid_request_gives_a_clear_error_not_a_hang(server_factory
             time.sleep(0.05)
         doomed.process.send_signal(signal.SIGKILL)
         output = future.result(timeout=30)
-    assert output.error_type == "HTTPConnectionError"
+    assert (output.error_type, output.retryable) == ("RemoteError", False)
     assert output.error is not None
     assert "not retried because the server may have run it" in output.error
 

@@ -20,7 +20,6 @@ from starlette.routing import Route
 
 from omni_core import DiffusionEngine, OmniDiffusionConfig, OmniDiffusionRequest
 from omni_core.images import encode_png_b64
-from omni_executor_http.retry import backoff_seconds, parse_retry_after
 
 PNG = encode_png_b64(np.full((8, 8, 3), 7, dtype=np.uint8))
 
@@ -106,7 +105,9 @@ def test_500_and_400_are_not_retried() -> None:
     with serve(app) as url, engine_for(url) as engine:
         first = engine.step([OmniDiffusionRequest(prompt="x", seed=1)])[0]
         second = engine.step([OmniDiffusionRequest(prompt="x", seed=1)])[0]
-    assert (first.error_type, second.error_type) == ("HTTPServerError", "HTTPClientError")
+    # A foreign server's 500 is a remote error; its 400 names the request as the bad part.
+    assert (first.error_type, second.error_type) == ("RemoteError", "RequestValidationError")
+    assert (first.retryable, second.retryable) == (False, False)
     assert len(script.calls) == 2
 
 
@@ -138,7 +139,7 @@ def test_a_request_the_server_may_have_run_is_not_resent_without_a_seed() -> Non
     with dropping_server() as url, engine_for(url, max_retries=3) as engine:
         output = engine.step([OmniDiffusionRequest(prompt="x")])[0]
     assert DropConnection.connections == 1
-    assert output.error_type == "HTTPConnectionError"
+    assert (output.error_type, output.retryable) == ("RemoteError", False)
     assert output.error is not None
     assert "give the request a seed" in output.error
 
@@ -147,13 +148,4 @@ def test_a_seeded_request_is_idempotent_and_is_resent() -> None:
     with dropping_server() as url, engine_for(url, max_retries=3) as engine:
         output = engine.step([OmniDiffusionRequest(prompt="x", seed=5)])[0]
     assert DropConnection.connections == 4
-    assert output.error_type == "HTTPRetryExhausted"
-
-
-def test_retry_after_parsing_and_backoff_bounds() -> None:
-    assert parse_retry_after("2") == 2.0
-    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
-    assert parse_retry_after("soon") is None
-    for attempt in range(1, 8):
-        assert 0 <= backoff_seconds(attempt, 0.5, 4.0, None) <= 4.0
-    assert backoff_seconds(1, 0.01, 4.0, 3.0) >= 3.0
+    assert (output.error_type, output.retryable) == ("RemoteError", True)

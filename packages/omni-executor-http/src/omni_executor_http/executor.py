@@ -1,35 +1,41 @@
 """``HTTPDiffusionExecutor``: run requests on an OpenAI-compatible image server.
 
 One pooled ``httpx.Client`` (thread-safe) serves every call; ``submit`` runs
-up to ``max_connections`` requests at once. Retries follow
-:mod:`omni_executor_http.retry`, driven by tenacity. A server's 4xx/5xx
-answer becomes the request's error with the server's own message.
+up to ``max_connections`` requests at once. Which failures are re-sent is
+:mod:`omni_executor_http.retry`; when, core's :mod:`omni_core.retry`. A
+server's error answer becomes the request's error in omni's failure class:
+omni's own server states it, any other server is classified by status.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import tenacity
 
-from omni_core.errors import ExecutorDeadError, RequestValidationError
-from omni_core.executors.base import DiffusionExecutor
+from omni_core.errors import (
+    ExecutorDeadError,
+    OmniError,
+    OverloadedError,
+    RemoteError,
+    RequestTimeoutError,
+    RequestValidationError,
+    failure_from_fields,
+)
+from omni_core.executors import DiffusionExecutor, above, at_least
 from omni_core.images import decode_png_b64
 from omni_core.request import DiffusionOutput, OmniDiffusionRequest
+from omni_core.retry import call_with_retries, parse_retry_after
 from omni_executor_http.protocol import GENERATIONS_PATH, build_generation_body
 from omni_executor_http.retry import (
     MAYBE_RAN_STATUSES,
     RETRY_NOW_STATUSES,
     RetryableHTTPError,
-    backoff_seconds,
     never_reached_server,
-    parse_retry_after,
 )
 
 API_KEY_ENV = "OMNI_API_KEY"
@@ -46,31 +52,18 @@ class HTTPOptions:
     api_key_env: str = API_KEY_ENV
     model: str | None = None
     """Sent as OpenAI's ``model`` field when set (omni's server ignores it)."""
-    timeout: float = 600.0
+    timeout: float = field(default=600.0, metadata=above(0))
     """Seconds to wait for a response (a generation can be long)."""
-    connect_timeout: float = 5.0
-    max_connections: int = 64
+    connect_timeout: float = field(default=5.0, metadata=above(0))
+    max_connections: int = field(default=64, metadata=at_least(1))
     """Pool size, and how many requests ``submit`` runs at once."""
-    max_retries: int = 4
-    backoff_base: float = 0.25
-    backoff_max: float = 10.0
+    max_retries: int = field(default=4, metadata=at_least(0))
+    backoff_base: float = field(default=0.25, metadata=above(0))
+    backoff_max: float = field(default=10.0, metadata=above(0))
 
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must start with http:// or https://, got {self.base_url!r}")
-        for name in ("timeout", "connect_timeout", "backoff_base", "backoff_max"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0")
-        if self.max_connections < 1 or self.max_retries < 0:
-            raise ValueError("max_connections must be >= 1 and max_retries >= 0")
-
-
-class HTTPRequestError(Exception):
-    """A final (non-retryable) failure of one request."""
-
-    def __init__(self, message: str, *, error_type: str) -> None:
-        super().__init__(message)
-        self.error_type = error_type
 
 
 class HTTPDiffusionExecutor(DiffusionExecutor):
@@ -95,61 +88,27 @@ class HTTPDiffusionExecutor(DiffusionExecutor):
 
     # ------------------------------------------------------------ requests
 
-    def execute_model(self, requests: Sequence[OmniDiffusionRequest]) -> list[DiffusionOutput]:
-        if self.is_shutdown:
-            raise ExecutorDeadError("HTTPDiffusionExecutor is shut down")
-        if len(requests) == 1:
-            return [self._run(requests[0])]
-        futures: list[Future[DiffusionOutput]] = [self.submit(request) for request in requests]
-        return [future.result() for future in futures]
-
-    def _execute_one(self, request: OmniDiffusionRequest) -> DiffusionOutput:
-        return self._run(request)
+    def submit(self, request: OmniDiffusionRequest) -> Future[DiffusionOutput]:
+        return self._run_on_pool(self._run, request)
 
     def _run(self, request: OmniDiffusionRequest) -> DiffusionOutput:
         started = time.perf_counter()
         try:
             body = build_generation_body(request, model=self.options.model)
-        except RequestValidationError as exc:
-            return DiffusionOutput.failure(request.request_id, exc)
-        attempts = 0
-
-        def wait(retry_state: tenacity.RetryCallState) -> float:
-            outcome = retry_state.outcome
-            error = outcome.exception() if outcome is not None else None
-            retry_after = error.retry_after if isinstance(error, RetryableHTTPError) else None
-            return backoff_seconds(
-                retry_state.attempt_number, self.options.backoff_base, self.options.backoff_max, retry_after
+            payload, attempts = call_with_retries(
+                lambda: self._post(body, idempotent=request.seed is not None),
+                max_retries=self.options.max_retries,
+                base=self.options.backoff_base,
+                cap=self.options.backoff_max,
             )
-
-        def attempt() -> dict[str, Any]:
-            nonlocal attempts
-            attempts += 1
-            return self._post(body, idempotent=request.seed is not None)
-
-        retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(self.options.max_retries + 1),
-            wait=wait,
-            retry=tenacity.retry_if_exception_type(RetryableHTTPError),
-            reraise=True,
-        )
-        try:
-            payload = retrying(attempt)
             images = [decode_png_b64(item["b64_json"]) for item in payload["data"]]
         except RetryableHTTPError as exc:
-            return DiffusionOutput.failure(
-                request.request_id,
-                f"{exc} (gave up after {attempts} attempts)",
-                error_type="HTTPRetryExhausted",
-            )
-        except HTTPRequestError as exc:
-            return DiffusionOutput.failure(request.request_id, str(exc), error_type=exc.error_type)
+            return DiffusionOutput.failure(request.request_id, _exhausted(exc))
+        except OmniError as exc:
+            return DiffusionOutput.failure(request.request_id, exc)
         except (KeyError, TypeError, ValueError) as exc:
-            return DiffusionOutput.failure(
-                request.request_id,
-                f"server answered with an unexpected body: {exc!r}",
-                error_type="HTTPProtocolError",
-            )
+            error = RemoteError(f"server answered with an unexpected body: {exc!r}")
+            return DiffusionOutput.failure(request.request_id, error)
         raw_extras = payload.get("omni")
         extras: dict[str, Any] = raw_extras if isinstance(raw_extras, dict) else {}
         seed = extras.get("seed", request.seed)
@@ -173,24 +132,22 @@ class HTTPDiffusionExecutor(DiffusionExecutor):
             detail = f"{type(exc).__name__}: {exc or 'connection failed'} ({self.options.base_url})"
             if never_reached_server(exc) or idempotent:
                 raise RetryableHTTPError(detail) from exc
-            raise HTTPRequestError(
+            raise RemoteError(
                 f"{detail}; not retried because the server may have run it (give the request a seed "
-                "to make retries safe)",
-                error_type="HTTPConnectionError",
+                "to make retries safe)"
             ) from exc
         if response.status_code == 200:
             payload: dict[str, Any] = response.json()
             return payload
-        message = _server_message(response)
         if response.status_code in RETRY_NOW_STATUSES or (
             response.status_code in MAYBE_RAN_STATUSES and idempotent
         ):
             raise RetryableHTTPError(
-                f"HTTP {response.status_code}: {message}",
+                f"HTTP {response.status_code}: {_server_error(response).message}",
+                status=response.status_code,
                 retry_after=parse_retry_after(response.headers.get("retry-after")),
             )
-        kind = "HTTPClientError" if response.status_code < 500 else "HTTPServerError"
-        raise HTTPRequestError(f"HTTP {response.status_code}: {message}", error_type=kind)
+        raise _server_error(response)
 
     # ------------------------------------------------------ rpc, health, stop
 
@@ -226,14 +183,39 @@ class HTTPDiffusionExecutor(DiffusionExecutor):
         self.client.close()
 
 
-def _server_message(response: httpx.Response) -> str:
-    """The OpenAI error message if the body has one, else the start of the body."""
+def _server_error(response: httpx.Response) -> OmniError:
+    """The failure a server's error answer describes, in omni's classes.
+
+    omni's server says its class (``error.omni``); any other OpenAI-compatible
+    server is classified from its status: 400/422 name a bad field (``param``),
+    408/504 a timeout, anything else is a remote error with the server's words.
+    """
+    status = response.status_code
     try:
         body = response.json()
     except ValueError:
-        return response.text[:500] or response.reason_phrase
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        error = body["error"]
-        param = f" (param: {error['param']})" if error.get("param") else ""
-        return f"{error.get('message')}{param}"
-    return str(body)[:500]
+        body = None
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        text = response.text[:500] or response.reason_phrase
+        return RemoteError(f"HTTP {status}: {text}", retryable=False)
+    message = str(error.get("message"))
+    param = error.get("param") if isinstance(error.get("param"), str) else None
+    omni = error.get("omni")
+    if isinstance(omni, dict) and isinstance(omni.get("type"), str):
+        field = omni.get("field") if isinstance(omni.get("field"), str) else param
+        retryable = omni.get("retryable") if isinstance(omni.get("retryable"), bool) else None
+        return failure_from_fields(omni["type"], message, field, retryable)
+    if status in (400, 422):
+        return RequestValidationError(param or "request", message)
+    if status in (408, 504):
+        return RequestTimeoutError(f"HTTP {status}: {message}")
+    where = f" (param: {param})" if param else ""
+    return RemoteError(f"HTTP {status}: {message}{where}", retryable=False)
+
+
+def _exhausted(exc: RetryableHTTPError) -> OmniError:
+    message = f"{exc} (gave up after {exc.attempts} attempts)"
+    if exc.status in RETRY_NOW_STATUSES:
+        return OverloadedError(message, retry_after=exc.retry_after)
+    return RemoteError(message, retryable=True)

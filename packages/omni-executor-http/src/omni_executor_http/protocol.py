@@ -46,6 +46,7 @@ class APIError(Exception):
         param: str | None = None,
         code: str | None = None,
         kind: str | None = None,
+        omni: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -53,9 +54,19 @@ class APIError(Exception):
         self.param = param
         self.code = code
         self.kind = kind or ("invalid_request_error" if status < 500 else "server_error")
+        self.omni = omni
+        """omni's failure class, field and retryability, for omni's own clients (others ignore it)."""
 
     def body(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
+        error: dict[str, Any] = {
+            "message": self.message,
+            "type": self.kind,
+            "param": self.param,
+            "code": self.code,
+        }
+        if self.omni is not None:
+            error["omni"] = self.omni
+        return {"error": error}
 
 
 def invalid(param: str | None, message: str, code: str = "invalid_value") -> APIError:

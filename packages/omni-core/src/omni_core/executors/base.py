@@ -129,6 +129,14 @@ class DiffusionExecutor(ABC):
         request's output (its ``error`` set if the request failed) or raises
         if the executor itself failed.
         """
+        return self._run_on_pool(self._execute_one, request)
+
+    def _run_on_pool(self, call: Callable[..., DiffusionOutput], *args: Any) -> Future[DiffusionOutput]:
+        """Run ``call(*args)`` on this executor's thread pool (``max_concurrent_submits`` threads).
+
+        For executors that run one request per call (remote ones): their ``submit``
+        is this, and the pool is closed at shutdown.
+        """
         if self._is_shutdown:
             raise ExecutorDeadError(f"{type(self).__name__} is shut down; create a new engine")
         with self._submit_pool_lock:
@@ -138,7 +146,7 @@ class DiffusionExecutor(ABC):
                     thread_name_prefix=f"omni-submit-{type(self).__name__}",
                 )
             pool = self._submit_pool
-        return pool.submit(self._execute_one, request)
+        return pool.submit(call, *args)
 
     def _execute_one(self, request: OmniDiffusionRequest) -> DiffusionOutput:
         outputs = self.execute_model([request])

@@ -31,6 +31,7 @@ from omni_core.images import encode_png_b64
 from omni_core.request import DiffusionOutput
 from omni_core.validation import RequestLimits
 from omni_executor_http.protocol import GENERATIONS_PATH, APIError, parse_generation_request
+from omni_executor_http.server.failures import api_error_for, retry_after_header
 from omni_executor_http.server.metrics import ServerMetrics
 
 logger = logging.getLogger(__name__)
@@ -109,7 +110,7 @@ def create_app(
                 return await handler(request)
             except APIError as error:
                 metrics.errors.labels(error.kind).inc()
-                headers = {"Retry-After": "1"} if error.status == 503 else None
+                headers = retry_after_header(error)
                 if error.status == 401:
                     headers = {"WWW-Authenticate": "Bearer"}
                 return error_response(error, headers)
@@ -125,15 +126,11 @@ def create_app(
             output: DiffusionOutput = await asyncio.wrap_future(future)
         except Exception as exc:
             logger.exception("engine failed on %s", omni_request.request_id)
-            raise APIError(
-                500, f"the executor failed: {type(exc).__name__}: {exc}", code="executor_error"
-            ) from exc
+            output = DiffusionOutput.failure(omni_request.request_id, exc)
         finally:
             metrics.queue_depth.dec()
         if output.error is not None:
-            if output.error_type == "RequestValidationError":
-                raise APIError(400, output.error, param=output.error.split(":", 1)[0], code="invalid_value")
-            raise APIError(500, f"generation failed: {output.error}", code=output.error_type or "model_error")
+            raise api_error_for(output)
         pixels = sum(image.shape[0] * image.shape[1] for image in output.output)
         if pixels <= INLINE_ENCODE_PIXELS:
             # Small images encode in well under a millisecond: a thread hop would cost more.
