@@ -3,31 +3,36 @@
 Requests are grouped ``requests_per_invocation`` at a time and the groups
 fan out over at most ``concurrency`` concurrent invocations, all through one
 boto3 client (clients are thread-safe; sessions are not). A 429 is retried
-with jittered exponential backoff, never sooner than ``Retry-After``, and
-slower for rate-limit reasons than for concurrency ones; nothing that may
-have reached the function is ever re-sent (see :mod:`.invoke`).
+by core's one retry policy (:mod:`omni_core.retry`: full jitter, never sooner
+than ``Retry-After``, at least a second for rate-limit reasons); nothing that
+may have reached the function is ever re-sent (see :mod:`.invoke`). Failures
+come back in omni's classes with AWS's own words.
 """
 
 from __future__ import annotations
 
 import os
-import random
 import threading
 import time
 import uuid
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import Any
 
-import tenacity
-
-from omni_core.errors import ExecutorDeadError, RequestValidationError
-from omni_core.executors.base import DiffusionExecutor
+from omni_core.errors import (
+    ExecutorDeadError,
+    OmniError,
+    OverloadedError,
+    RemoteError,
+    RequestTimeoutError,
+    RequestValidationError,
+)
+from omni_core.executors import DiffusionExecutor, above, at_least
 from omni_core.request import DiffusionOutput, OmniDiffusionRequest
+from omni_core.retry import call_with_retries
 from omni_core.validation import RequestLimits, validate_request
 from omni_executor_lambda.invoke import (
-    InvocationError,
     InvokeResult,
     NotReachedError,
     ThrottledError,
@@ -37,17 +42,6 @@ from omni_executor_lambda.invoke import (
 )
 from omni_executor_lambda.protocol import build_event, output_from_parts, split_output
 from omni_executor_lambda.s3 import OffloadedImageError, fetch_png_b64
-
-# Throttle reasons that mean "too many calls per second" rather than "too many at once":
-# waiting for a running invocation to finish does not help, so wait at least this long.
-RATE_LIMIT_REASONS = frozenset(
-    {
-        "FunctionInvocationRateLimitExceeded",
-        "ReservedFunctionInvocationRateLimitExceeded",
-        "CallerRateLimitExceeded",
-    }
-)
-RATE_LIMIT_MIN_WAIT = 1.0
 
 
 @dataclass(frozen=True)
@@ -62,16 +56,16 @@ class LambdaOptions:
     """``None`` reads ``AWS_REGION`` / ``AWS_DEFAULT_REGION`` / the AWS config file."""
     endpoint_url: str | None = None
     """Another Invoke API endpoint, e.g. ``omni lambda local``'s ``http://127.0.0.1:9001``."""
-    concurrency: int = 4
+    concurrency: int = field(default=4, metadata=at_least(1))
     """Most invocations in flight at once (and boto3's connection pool size)."""
-    function_timeout: float = 900.0
+    function_timeout: float = field(default=900.0, metadata=above(0))
     """The function's timeout; the client waits this plus ``read_timeout_margin`` (never giving up first)."""
-    read_timeout_margin: float = 30.0
-    connect_timeout: float = 5.0
-    requests_per_invocation: int = 1
-    max_throttle_retries: int = 10
-    backoff_base: float = 0.1
-    backoff_max: float = 20.0
+    read_timeout_margin: float = field(default=30.0, metadata=above(0))
+    connect_timeout: float = field(default=5.0, metadata=above(0))
+    requests_per_invocation: int = field(default=1, metadata=at_least(1))
+    max_throttle_retries: int = field(default=10, metadata=at_least(0))
+    backoff_base: float = field(default=0.1, metadata=above(0))
+    backoff_max: float = field(default=20.0, metadata=above(0))
     s3_endpoint_url: str | None = None
     """Where offloaded images are read; ``None``: AWS (or ``AWS_ENDPOINT_URL[_S3]``)."""
     log_tail: bool = False
@@ -80,20 +74,6 @@ class LambdaOptions:
     def __post_init__(self) -> None:
         if not self.function_name:
             raise ValueError("function_name must name the Lambda function (name or ARN)")
-        for name in (
-            "function_timeout",
-            "read_timeout_margin",
-            "connect_timeout",
-            "backoff_base",
-            "backoff_max",
-        ):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0")
-        for name in ("concurrency", "requests_per_invocation"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1")
-        if self.max_throttle_retries < 0:
-            raise ValueError("max_throttle_retries must be >= 0")
         for name in ("endpoint_url", "s3_endpoint_url"):
             url = getattr(self, name)
             if url is not None and not url.startswith(("http://", "https://")):
@@ -120,7 +100,6 @@ class LambdaDiffusionExecutor(DiffusionExecutor):
         )
         self._s3: Any = None
         self._s3_lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="omni-lambda")
 
     # ------------------------------------------------------------ requests
 
@@ -129,13 +108,11 @@ class LambdaDiffusionExecutor(DiffusionExecutor):
             raise ExecutorDeadError("LambdaDiffusionExecutor is shut down; create a new engine")
         size = self.options.requests_per_invocation
         chunks = [list(requests[i : i + size]) for i in range(0, len(requests), size)]
-        futures = [self._pool.submit(self._invoke_chunk, chunk) for chunk in chunks]
+        futures = [self._run_on_pool(self._invoke_chunk, chunk) for chunk in chunks]
         return [output for future in futures for output in future.result()]
 
     def submit(self, request: OmniDiffusionRequest) -> Future[DiffusionOutput]:
-        if self.is_shutdown:
-            raise ExecutorDeadError("LambdaDiffusionExecutor is shut down; create a new engine")
-        return self._pool.submit(lambda: self._invoke_chunk([request])[0])
+        return self._run_on_pool(lambda: self._invoke_chunk([request])[0])
 
     def _invoke_chunk(self, chunk: list[OmniDiffusionRequest]) -> list[DiffusionOutput]:
         started = time.perf_counter()
@@ -157,50 +134,30 @@ class LambdaDiffusionExecutor(DiffusionExecutor):
         # One key per invocation, kept across throttling retries (which never reached the function).
         key = uuid.uuid4().hex
         payload = build_event(requests, key)
-        attempts = 0
-
-        def attempt() -> InvokeResult:
-            nonlocal attempts
-            attempts += 1
-            return invoke(
-                self.client,
-                function_name=self.options.function_name,
-                qualifier=self.options.qualifier,
-                payload=payload,
-                log_tail=self.options.log_tail,
-            )
-
-        retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(self.options.max_throttle_retries + 1),
-            wait=self._backoff,
-            retry=tenacity.retry_if_exception_type((ThrottledError, NotReachedError)),
-            reraise=True,
-        )
         try:
-            result = retrying(attempt)
-        except (ThrottledError, NotReachedError) as exc:
-            return self._fail_all(
-                requests,
-                f"{exc} (gave up after {attempts} attempts)",
-                "LambdaThrottled" if isinstance(exc, ThrottledError) else "LambdaUnreachable",
+            result, attempts = call_with_retries(
+                lambda: invoke(
+                    self.client,
+                    function_name=self.options.function_name,
+                    qualifier=self.options.qualifier,
+                    payload=payload,
+                    log_tail=self.options.log_tail,
+                ),
+                max_retries=self.options.max_throttle_retries,
+                base=self.options.backoff_base,
+                cap=self.options.backoff_max,
             )
-        except InvocationError as exc:
-            return self._fail_all(requests, str(exc), exc.error_type)
+        except ThrottledError as exc:
+            message = f"{exc} (gave up after {exc.attempts} attempts)"
+            return self._fail_all(requests, OverloadedError(message, retry_after=exc.retry_after))
+        except NotReachedError as exc:
+            message = f"{exc} (gave up after {exc.attempts} attempts)"
+            return self._fail_all(requests, RemoteError(message, retryable=True))
+        except OmniError as exc:
+            return self._fail_all(requests, exc)
         if result.function_error is not None:
-            return self._fail_all(requests, *_function_error_message(result))
+            return self._fail_all(requests, _function_error(result))
         return self._outputs_from_payload(requests, result.payload, started, attempts)
-
-    def _backoff(self, retry_state: tenacity.RetryCallState) -> float:
-        outcome = retry_state.outcome
-        error = outcome.exception() if outcome is not None else None
-        cap = min(self.options.backoff_max, self.options.backoff_base * 2 ** (retry_state.attempt_number - 1))
-        wait = random.uniform(0.0, cap)  # full jitter: throttled callers spread out
-        if isinstance(error, ThrottledError):
-            if error.reason in RATE_LIMIT_REASONS:
-                wait = max(wait, RATE_LIMIT_MIN_WAIT)
-            if error.retry_after is not None:
-                wait = max(wait, error.retry_after + random.uniform(0.0, self.options.backoff_base))
-        return wait
 
     def _outputs_from_payload(
         self, requests: list[OmniDiffusionRequest], payload: Any, started: float, attempts: int
@@ -211,9 +168,10 @@ class LambdaDiffusionExecutor(DiffusionExecutor):
         except (KeyError, TypeError) as exc:
             return self._fail_all(
                 requests,
-                f"the function returned something that is not an omni response ({exc!r}): "
-                f"{str(payload)[:300]}; is function_name pointing at an omni function?",
-                "LambdaProtocolError",
+                RemoteError(
+                    f"the function returned something that is not an omni response ({exc!r}): "
+                    f"{str(payload)[:300]}; is function_name pointing at an omni function?"
+                ),
             )
         outputs: list[DiffusionOutput] = []
         for request in requests:
@@ -221,9 +179,7 @@ class LambdaDiffusionExecutor(DiffusionExecutor):
             if item is None:
                 outputs.append(
                     DiffusionOutput.failure(
-                        request.request_id,
-                        "the function returned no output for this request",
-                        error_type="LambdaProtocolError",
+                        request.request_id, RemoteError("the function returned no output for this request")
                     )
                 )
                 continue
@@ -240,9 +196,7 @@ class LambdaDiffusionExecutor(DiffusionExecutor):
             except (KeyError, TypeError, ValueError) as exc:
                 outputs.append(
                     DiffusionOutput.failure(
-                        request.request_id,
-                        f"malformed output from the function: {exc!r}",
-                        error_type="LambdaProtocolError",
+                        request.request_id, RemoteError(f"malformed output from the function: {exc!r}")
                     )
                 )
                 continue
@@ -265,10 +219,8 @@ class LambdaDiffusionExecutor(DiffusionExecutor):
             return self._s3
 
     @staticmethod
-    def _fail_all(
-        requests: list[OmniDiffusionRequest], message: str, error_type: str
-    ) -> list[DiffusionOutput]:
-        return [DiffusionOutput.failure(r.request_id, message, error_type=error_type) for r in requests]
+    def _fail_all(requests: list[OmniDiffusionRequest], error: OmniError) -> list[DiffusionOutput]:
+        return [DiffusionOutput.failure(r.request_id, error) for r in requests]
 
     # ------------------------------------------------------ rpc, health, stop
 
@@ -302,7 +254,6 @@ class LambdaDiffusionExecutor(DiffusionExecutor):
         self.client.invoke(**kwargs)
 
     def shutdown(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
         self.client.close()
         if self._s3 is not None:
             self._s3.close()
@@ -320,8 +271,8 @@ def _resolve_region(region: str | None) -> str:
     return str(resolved)
 
 
-def _function_error_message(result: InvokeResult) -> tuple[str, str]:
-    """``X-Amz-Function-Error`` → (message, error type), in AWS's own words."""
+def _function_error(result: InvokeResult) -> OmniError:
+    """``X-Amz-Function-Error`` as omni's failure, in AWS's own words (a function timeout is a timeout)."""
     payload = result.payload
     if isinstance(payload, dict):
         error_type = str(payload.get("errorType") or result.function_error or "Unhandled")
@@ -331,4 +282,6 @@ def _function_error_message(result: InvokeResult) -> tuple[str, str]:
         message = f"{error_type}: {payload}"
     if result.log_tail:
         message += f"\n--- function log (tail) ---\n{result.log_tail.strip()}"
-    return message, error_type
+    if error_type == "Sandbox.Timedout":
+        return RequestTimeoutError(message, retryable=False)
+    return RemoteError(message)

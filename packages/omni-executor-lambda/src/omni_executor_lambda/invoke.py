@@ -21,26 +21,32 @@ import botocore.config
 import botocore.exceptions
 from botocore import UNSIGNED
 
+from omni_core.errors import RemoteError, RequestTimeoutError
+from omni_core.retry import RetryLater, parse_retry_after
 
-class ThrottledError(Exception):
-    """HTTP 429: the function did not run; retry after a while."""
+# Throttle reasons that mean "too many calls per second" rather than "too many at once":
+# waiting for a running invocation to finish does not help, so wait at least a second.
+RATE_LIMIT_REASONS = frozenset(
+    {
+        "FunctionInvocationRateLimitExceeded",
+        "ReservedFunctionInvocationRateLimitExceeded",
+        "CallerRateLimitExceeded",
+    }
+)
+RATE_LIMIT_MIN_WAIT = 1.0
+
+
+class ThrottledError(RetryLater):
+    """HTTP 429: the function did not run; retry after a while (at least a second for rate limits)."""
 
     def __init__(self, message: str, *, reason: str | None, retry_after: float | None) -> None:
-        super().__init__(message)
+        min_wait = RATE_LIMIT_MIN_WAIT if reason in RATE_LIMIT_REASONS else 0.0
+        super().__init__(message, retry_after=retry_after, min_wait=min_wait)
         self.reason = reason
-        self.retry_after = retry_after
 
 
-class NotReachedError(Exception):
+class NotReachedError(RetryLater):
     """The connection was never made: the function did not run; safe to retry."""
-
-
-class InvocationError(Exception):
-    """A final failure of one invocation, carrying AWS's own words."""
-
-    def __init__(self, message: str, *, error_type: str) -> None:
-        super().__init__(message)
-        self.error_type = error_type
 
 
 @dataclass(frozen=True)
@@ -105,8 +111,8 @@ def invoke(
     payload: bytes,
     log_tail: bool,
 ) -> InvokeResult:
-    """Invoke once, synchronously; raise :class:`ThrottledError`, :class:`NotReachedError` or
-    :class:`InvocationError`, else return the 200 answer."""
+    """Invoke once, synchronously; raise :class:`ThrottledError`, :class:`NotReachedError` (retried)
+    or omni's :class:`RemoteError`/:class:`RequestTimeoutError` (final), else return the 200 answer."""
     kwargs: dict[str, Any] = {
         "FunctionName": function_name,
         "InvocationType": "RequestResponse",
@@ -122,13 +128,13 @@ def invoke(
     except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectTimeoutError) as exc:
         raise NotReachedError(f"{type(exc).__name__}: {exc}") from exc
     except botocore.exceptions.ReadTimeoutError as exc:
-        raise InvocationError(
-            f"no answer from Lambda within the read timeout ({exc}); not re-sent because the "
-            "function may have run: raise function_timeout if the function's timeout is longer",
-            error_type="LambdaReadTimeout",
+        raise RequestTimeoutError(
+            f"LambdaReadTimeout: no answer from Lambda within the read timeout ({exc}); not re-sent "
+            "because the function may have run: raise function_timeout if the function's timeout is longer",
+            retryable=False,
         ) from exc
     except botocore.exceptions.BotoCoreError as exc:
-        raise InvocationError(f"{type(exc).__name__}: {exc}", error_type="LambdaClientError") from exc
+        raise RemoteError(f"{type(exc).__name__}: {exc}") from exc
     raw = response["Payload"].read()
     log = response.get("LogResult")
     return InvokeResult(
@@ -149,6 +155,7 @@ def _decode_payload(raw: bytes) -> Any:
 
 
 def _classify_client_error(exc: botocore.exceptions.ClientError) -> Exception:
+    """AWS's error, in its own words: throttling is retried, anything else fails the invocation."""
     error = exc.response.get("Error", {})
     code = str(error.get("Code") or "ServiceException")
     message = str(error.get("Message") or exc)
@@ -159,16 +166,6 @@ def _classify_client_error(exc: botocore.exceptions.ClientError) -> Exception:
         return ThrottledError(
             f"{code}: {message}" + (f" (reason: {reason})" if reason else ""),
             reason=str(reason) if reason else None,
-            retry_after=_parse_retry_after(headers.get("retry-after")),
+            retry_after=parse_retry_after(headers.get("retry-after")),
         )
-    return InvocationError(f"{code}: {message}", error_type=code)
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None
-    return seconds if seconds >= 0 else None
+    return RemoteError(f"{code}: {message}")

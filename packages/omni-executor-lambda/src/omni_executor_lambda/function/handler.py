@@ -20,6 +20,7 @@ import uuid
 from collections import OrderedDict
 from typing import Any
 
+from omni_core.errors import RequestValidationError
 from omni_core.request import DiffusionOutput, OmniDiffusionRequest
 from omni_core.runner.model_runner import DiffusionModelRunner
 from omni_executor_lambda.function.settings import FunctionSettings
@@ -86,8 +87,7 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
             request_id = raw.get("request_id") if isinstance(raw, dict) else None
             outputs[index] = DiffusionOutput.failure(
                 str(request_id or f"request-{index}"),
-                f"request {index} is not a valid request: {exc}",
-                error_type="RequestValidationError",
+                RequestValidationError("request", f"request {index} is not a valid request: {exc}"),
             )
     if runnable:
         results = environment.runner.execute([request for _, request in runnable])
