@@ -20,8 +20,8 @@ import httpx
 
 from omni_core import DiffusionEngine, DiffusionOutput, OmniDiffusionRequest
 from omni_core.config import OmniDiffusionConfig
-from omni_core.errors import ExecutorDeadError
-from omni_core.executors.base import DiffusionExecutor
+from omni_core.errors import ExecutorDeadError, RemoteError
+from omni_core.executors import DiffusionExecutor
 from omni_core.images import decode_png_b64
 
 
@@ -60,12 +60,11 @@ class RemoteImagesExecutor(DiffusionExecutor):
             if response.is_error:
                 # A failed request fails alone: its output carries the server's words, the executor goes on.
                 message = response.json().get("error", {}).get("message", response.text)
-                return DiffusionOutput.failure(
-                    request.request_id, f"HTTP {response.status_code}: {message}", error_type="RemoteAPIError"
-                )
+                error = RemoteError(f"HTTP {response.status_code}: {message}")
+                return DiffusionOutput.failure(request.request_id, error)
             images = [decode_png_b64(item["b64_json"]) for item in response.json()["data"]]
         except (httpx.HTTPError, KeyError, ValueError) as exc:
-            return DiffusionOutput.failure(request.request_id, exc)
+            return DiffusionOutput.failure(request.request_id, RemoteError(f"{type(exc).__name__}: {exc}"))
         return DiffusionOutput(request_id=request.request_id, output=images, seed=request.seed)
 
     def collective_rpc(

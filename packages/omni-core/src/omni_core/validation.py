@@ -83,15 +83,26 @@ def validate_request(request: OmniDiffusionRequest, limits: RequestLimits) -> No
             "num_outputs_per_prompt",
             f"must be between 1 and {limits.max_outputs_per_prompt}, got {request.num_outputs_per_prompt}",
         )
-    _check_int("priority", request.priority)
-    if request.deadline is not None and (
-        isinstance(request.deadline, bool) or not isinstance(request.deadline, (int, float))
-    ):
-        raise RequestValidationError("deadline", "must be a Unix time in seconds (a number) or None")
-    if request.tenant is not None and not isinstance(request.tenant, str):
-        raise RequestValidationError("tenant", "must be a string or None")
+    validate_scheduling_fields(request)
     if not isinstance(request.return_trajectory, bool):
         raise RequestValidationError("return_trajectory", "must be true or false")
+
+
+def validate_scheduling_fields(request: OmniDiffusionRequest) -> None:
+    """Raise :class:`RequestValidationError` for a bad ``priority``, ``deadline`` or ``tenant``.
+
+    Separate because a scheduler checks these three before it queues a request
+    (they decide where it waits); the executor behind it checks the rest.
+    """
+    _check_int("priority", request.priority)
+    deadline = request.deadline
+    if deadline is not None and (
+        isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or not math.isfinite(deadline)
+    ):
+        raise RequestValidationError("deadline", "must be a Unix time in seconds (a finite number) or None")
+    tenant: object = request.tenant  # typed str | None, but requests can come from untyped JSON
+    if tenant is not None and not isinstance(tenant, str):
+        raise RequestValidationError("tenant", "must be a string or None")
 
 
 def _check_text(name: str, value: Any, max_length: int, *, required: bool) -> None:

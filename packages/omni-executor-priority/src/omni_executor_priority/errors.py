@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from omni_core.errors import OmniError
+from omni_core.errors import OverloadedError, RequestTimeoutError
 
 
-class QueueFull(OmniError, RuntimeError):
-    """The request's priority level already holds ``max_queue_per_level`` requests."""
+class QueueFull(OverloadedError):
+    """The request's priority level already holds ``max_queue_per_level`` requests (core's overloaded)."""
 
 
-class DeadlineExceeded(OmniError, TimeoutError):
-    """The request's deadline passed before it could start; it never ran."""
+class DeadlineExceeded(RequestTimeoutError):
+    """The request's deadline passed before it could start; it never ran (core's timed out)."""
+
+    default_retryable = False

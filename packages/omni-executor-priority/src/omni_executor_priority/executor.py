@@ -21,17 +21,16 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from omni_core.errors import ExecutorDeadError, RequestValidationError
+from omni_core.errors import ExecutorDeadError, RequestCancelledError, RequestValidationError
 from omni_core.executors.base import DiffusionExecutor
 from omni_core.executors.registry import resolve_executor_class
 from omni_core.request import DiffusionOutput, OmniDiffusionRequest
+from omni_core.validation import validate_scheduling_fields
 from omni_executor_priority.errors import DeadlineExceeded, QueueFull
 from omni_executor_priority.options import PriorityOptions
 from omni_executor_priority.queues import Entry, PriorityQueues
 from omni_executor_priority.ratelimit import GCRALimiter
 from omni_executor_priority.stats import SchedulerStats, make_registry
-
-CANCELLED = "RequestCancelledError"
 
 
 class PriorityDiffusionExecutor(DiffusionExecutor):
@@ -70,9 +69,10 @@ class PriorityDiffusionExecutor(DiffusionExecutor):
 
     def submit(self, request: OmniDiffusionRequest) -> Future[DiffusionOutput]:
         future: Future[DiffusionOutput] = Future()
-        problem = _scheduling_field_error(request)
-        if problem is not None:
+        try:
             # The inner executor validates the rest; these three decide where the request queues.
+            validate_scheduling_fields(request)
+        except RequestValidationError as problem:
             future.set_result(DiffusionOutput.failure(request.request_id, problem))
             return future
         now = time.monotonic()
@@ -221,7 +221,7 @@ class PriorityDiffusionExecutor(DiffusionExecutor):
         with self._lock:
             if (
                 output is not None
-                and output.error_type == CANCELLED
+                and output.error_type == RequestCancelledError.__name__
                 and entry.preempting
                 and not self._stopping
             ):
@@ -253,7 +253,8 @@ class PriorityDiffusionExecutor(DiffusionExecutor):
             try:
                 outputs.append(future.result())
             except CancelledError:
-                outputs.append(DiffusionOutput.failure(request.request_id, "cancelled", error_type=CANCELLED))
+                cancelled = RequestCancelledError(f"request {request.request_id} was cancelled")
+                outputs.append(DiffusionOutput.failure(request.request_id, cancelled))
             except (QueueFull, DeadlineExceeded) as exc:
                 outputs.append(DiffusionOutput.failure(request.request_id, exc))
         return outputs
@@ -304,15 +305,3 @@ class PriorityDiffusionExecutor(DiffusionExecutor):
 def _claim(future: Future[DiffusionOutput]) -> bool:
     """Mark the future running (False if it was cancelled); a requeued one already is."""
     return future.running() or future.set_running_or_notify_cancel()
-
-
-def _scheduling_field_error(request: OmniDiffusionRequest) -> RequestValidationError | None:
-    if isinstance(request.priority, bool) or not isinstance(request.priority, int):
-        return RequestValidationError("priority", f"must be an integer, got {request.priority!r}")
-    deadline = request.deadline
-    if deadline is not None and (isinstance(deadline, bool) or not isinstance(deadline, (int, float))):
-        return RequestValidationError("deadline", "must be a Unix time in seconds (a number) or None")
-    tenant: object = request.tenant  # typed str | None, but requests can come from untyped JSON
-    if tenant is not None and not isinstance(tenant, str):
-        return RequestValidationError("tenant", "must be a string or None")
-    return None
