@@ -30,7 +30,7 @@ def _http_fields() -> str:
 
     described = {
         "prompt": "text to draw (required)",
-        "n": f"images, 1 to {protocol.MAX_N}",
+        "n": "images, 1 to the deployment's `max_outputs_per_prompt`",
         "size": '`"WxH"`, multiples of 8',
         "response_format": "`b64_json` (the only format served)",
         "user": "tenant, for the priority executor's fairness",
@@ -55,7 +55,7 @@ def _limits() -> str:
     flags = {
         "max_image_pixels": "--max-image-pixels",
         "max_num_inference_steps": "--max-steps",
-        "max_outputs_per_prompt": "(n <= 10)",
+        "max_outputs_per_prompt": "--max-outputs-per-prompt",
         "max_prompt_length": "--max-prompt-length",
     }
     for field in dataclasses.fields(RequestLimits):

@@ -60,7 +60,7 @@ def test_generate_reports_bad_input_by_field(tmp_path: Path, tiny_model: Path) -
         "generate", "x", "--model", str(tiny_model), "--executor", "inproc", "--size", "60x64", cwd=tmp_path
     )
     assert result.returncode != 0
-    assert "width: must be a positive multiple of 8" in result.stderr
+    assert "Invalid value for --size: must be a positive multiple of 8, got 60" in result.stderr
     missing = omni("generate", "x", "--model", str(tmp_path / "nope"), "--executor", "inproc", cwd=tmp_path)
     assert missing.returncode != 0
     assert str(tmp_path / "nope") in missing.stderr
@@ -73,3 +73,18 @@ def test_executors_lists_installed_and_missing(tmp_path: Path) -> None:
     assert "installed" in lines["inproc"]
     if "missing" in lines["http"]:
         assert "pip install omni-executor-http" in lines["http"]
+
+
+def test_generate_rejects_bad_values_before_loading_any_model(tmp_path: Path) -> None:
+    for args, flag in (
+        (("--size", "65x64"), "--size"),
+        (("--steps", "0"), "--steps"),
+        (("-n", "0"), "-n"),
+        (("--size", "\u00b2x\u00b2"), "--size"),
+    ):
+        result = omni("generate", "7", *args, cwd=tmp_path)
+        assert result.returncode == 2, result.stderr
+        assert f"Invalid value for {flag}" in result.stderr
+        assert "loading model" not in result.stderr  # refused before the model (seconds) loads
+    capped = omni("generate", "7", "--size", "4096x4096", cwd=tmp_path)
+    assert "max_image_pixels" in capped.stderr  # the message names what raises the cap

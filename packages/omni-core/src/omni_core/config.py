@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from omni_core.executors.registry import check_executor_spec, resolve_executor_class
+from omni_core.validation import RequestLimits
 
 if TYPE_CHECKING:
     from omni_core.executors.base import DiffusionExecutor
@@ -56,10 +57,11 @@ class OmniDiffusionConfig:
     """Steps when a request leaves them out; ``None`` is the pipeline's own default."""
 
     # Limits every entry point (CLI, HTTP, Lambda) enforces before a request reaches the model.
-    max_image_pixels: int = 1024 * 1024
-    max_num_inference_steps: int = 200
-    max_outputs_per_prompt: int = 10
-    max_prompt_length: int = 4000
+    # (defaults from RequestLimits: one source for every entry point's limits)
+    max_image_pixels: int = RequestLimits.max_image_pixels
+    max_num_inference_steps: int = RequestLimits.max_num_inference_steps
+    max_outputs_per_prompt: int = RequestLimits.max_outputs_per_prompt
+    max_prompt_length: int = RequestLimits.max_prompt_length
 
     def __post_init__(self) -> None:
         if self.model is not None:

@@ -7,6 +7,7 @@ Torch-free so that a server can reject bad input before it reaches a model
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,23 @@ class RequestLimits:
         )
 
 
+SIZE_PATTERN = re.compile(r"([0-9]{1,5})x([0-9]{1,5})", re.ASCII)
+
+
+def parse_size(text: object) -> tuple[int, int]:
+    """``"WxH"`` (OpenAI's ``size``, the CLI's ``--size``) → ``(height, width)``.
+
+    The one parser of sizes: ASCII digits only (``str.isdigit`` accepts "²"),
+    at most five each, so nothing reaches ``int`` that it cannot take.
+    """
+    if not isinstance(text, str):
+        raise RequestValidationError("size", f"must be a string like '512x512', got {type(text).__name__}")
+    found = SIZE_PATTERN.fullmatch(text.strip().lower())
+    if found is None:
+        raise RequestValidationError("size", f"{text!r} is not WIDTHxHEIGHT, e.g. '512x512'")
+    return int(found.group(2)), int(found.group(1))
+
+
 def validate_request(request: OmniDiffusionRequest, limits: RequestLimits) -> None:
     """Raise :class:`RequestValidationError` naming the first bad field."""
     if not isinstance(request.request_id, str) or not request.request_id:
@@ -52,14 +70,7 @@ def validate_request(request: OmniDiffusionRequest, limits: RequestLimits) -> No
         _check_int(name, value)
         if value <= 0 or value % SIZE_MULTIPLE:
             raise RequestValidationError(name, f"must be a positive multiple of {SIZE_MULTIPLE}, got {value}")
-    if request.height is not None and request.width is not None:
-        pixels = request.height * request.width
-        if pixels > limits.max_image_pixels:
-            raise RequestValidationError(
-                "size",
-                f"{request.width}x{request.height} is {pixels} pixels, over this deployment's cap "
-                f"of {limits.max_image_pixels}; ask for a smaller size",
-            )
+    check_pixels(request.height, request.width, limits)
     if request.num_inference_steps is not None:
         _check_int("num_inference_steps", request.num_inference_steps)
         if not 1 <= request.num_inference_steps <= limits.max_num_inference_steps:
@@ -103,6 +114,20 @@ def validate_scheduling_fields(request: OmniDiffusionRequest) -> None:
     tenant: object = request.tenant  # typed str | None, but requests can come from untyped JSON
     if tenant is not None and not isinstance(tenant, str):
         raise RequestValidationError("tenant", "must be a string or None")
+
+
+def check_pixels(height: int | None, width: int | None, limits: RequestLimits) -> None:
+    """The pixel cap, for a requested size or the model's default one."""
+    if height is None or width is None:
+        return
+    pixels = height * width
+    if pixels > limits.max_image_pixels:
+        raise RequestValidationError(
+            "size",
+            f"{width}x{height} is {pixels} pixels, over this deployment's cap of {limits.max_image_pixels}; "
+            "ask for a smaller size, or raise the cap with the config field max_image_pixels "
+            "(omni serve --max-image-pixels)",
+        )
 
 
 def _check_text(name: str, value: Any, max_length: int, *, required: bool) -> None:

@@ -15,10 +15,9 @@ from typing import Any
 
 from omni_core.errors import RequestValidationError
 from omni_core.request import OmniDiffusionRequest
-from omni_core.validation import RequestLimits, validate_request
+from omni_core.validation import RequestLimits, parse_size, validate_request
 
 GENERATIONS_PATH = "/v1/images/generations"
-MAX_N = 10
 
 # OpenAI fields a client may send that do not change what a diffusion model draws.
 IGNORED_OPENAI_FIELDS = frozenset(
@@ -73,17 +72,14 @@ def invalid(param: str | None, message: str, code: str = "invalid_value") -> API
     return APIError(400, message, param=param, code=code)
 
 
-def parse_size(value: Any) -> tuple[int | None, int | None]:
-    """``"WxH"`` → (height, width); ``None``/``"auto"`` → the model's default."""
+def parse_wire_size(value: Any) -> tuple[int | None, int | None]:
+    """OpenAI's ``size``: ``"WxH"`` → (height, width) by core's one parser; ``None``/``"auto"`` → defaults."""
     if value is None or value == "auto":
         return None, None
-    if not isinstance(value, str):
-        raise invalid("size", f"size must be a string like '512x512', got {type(value).__name__}")
-    parts = value.lower().split("x")
-    if len(parts) != 2 or not all(part.isdigit() for part in parts):
-        raise invalid("size", f"size {value!r} is not WIDTHxHEIGHT, e.g. '512x512'")
-    width, height = int(parts[0]), int(parts[1])
-    return height, width
+    try:
+        return parse_size(value)
+    except RequestValidationError as exc:
+        raise invalid("size", f"size: {exc.reason}") from None
 
 
 def _typed(body: dict[str, Any], name: str, kind: type | tuple[type, ...], label: str) -> Any:
@@ -120,10 +116,8 @@ def parse_generation_request(body: Any, limits: RequestLimits, *, request_id: st
         raise invalid("background", "transparent backgrounds are not supported; use 'auto' or 'opaque'")
     if body.get("stream"):
         raise invalid("stream", "streaming is not supported; leave stream unset or false")
-    n = _typed(body, "n", int, "an integer")
-    if n is not None and not 1 <= n <= MAX_N:
-        raise invalid("n", f"n must be between 1 and {MAX_N}, got {n}")
-    height, width = parse_size(body.get("size"))
+    n = _typed(body, "n", int, "an integer")  # its range is the deployment's limit, checked below
+    height, width = parse_wire_size(body.get("size"))
     guidance = _typed(body, "guidance_scale", (int, float), "a number")
     if guidance is not None and not math.isfinite(guidance):
         raise invalid("guidance_scale", "guidance_scale must be a finite number")

@@ -10,16 +10,28 @@ from typing import Any
 import click
 
 from omni_core._version import __version__
-from omni_core.cli.parsing import parse_options, parse_size
+from omni_core.cli.parsing import parse_cli_size, parse_options
 from omni_core.cli.progress import StepProgress
-from omni_core.errors import OmniError
+from omni_core.errors import OmniError, RequestValidationError
 from omni_core.executors.registry import (
     DEFAULT_EXECUTOR,
     KNOWN_EXECUTORS,
+    install_hint,
     installed_executor_entry_points,
 )
 
 CLI_ENTRY_POINT_GROUP = "omni.cli"
+# Request fields → the generate flag that sets them, so an error names what the user typed.
+CLI_FLAGS = {
+    "height": "--size",
+    "width": "--size",
+    "size": "--size",
+    "num_inference_steps": "--steps",
+    "guidance_scale": "--guidance",
+    "num_outputs_per_prompt": "-n",
+    "negative_prompt": "--negative-prompt",
+    "seed": "--seed",
+}
 
 
 class _PluginGroup(click.Group):
@@ -38,7 +50,7 @@ class _PluginGroup(click.Group):
         plugin = self._plugins().get(cmd_name)
         if plugin is None:
             if cmd_name == "serve":
-                raise click.UsageError("'omni serve' needs: pip install 'omni-executor-http[server]'")
+                raise click.UsageError(f"'omni serve' needs: {install_hint('omni-executor-http[server]')}")
             return None
         loaded = plugin.load()
         return loaded if isinstance(loaded, click.Command) else None
@@ -97,8 +109,9 @@ def generate(
     from omni_core.engine import DiffusionEngine
     from omni_core.images import to_pil
     from omni_core.request import OmniDiffusionRequest
+    from omni_core.validation import RequestLimits, validate_request
 
-    width, height = parse_size(size) if size else (None, None)
+    width, height = parse_cli_size(size) if size else (None, None)
     try:
         config = OmniDiffusionConfig(
             model_name_or_path=model,
@@ -116,6 +129,8 @@ def generate(
             seed=seed,
             num_outputs_per_prompt=num_outputs,
         )
+        # Everything that does not need the model is checked before the model loads (seconds).
+        validate_request(request, RequestLimits.from_config(config))
         if not quiet:
             click.echo(f"loading model with executor {executor or DEFAULT_EXECUTOR!r} ...", err=True)
         with (
@@ -127,6 +142,9 @@ def generate(
                 output = engine.submit(request).result()
             finally:
                 remove()
+    except RequestValidationError as exc:
+        flag = CLI_FLAGS.get(exc.field, exc.field)
+        raise click.BadParameter(exc.reason, param_hint=flag) from exc
     except (OmniError, ValueError, TypeError) as exc:
         raise click.ClickException(str(exc)) from exc
     if output.error is not None:
@@ -154,7 +172,7 @@ def executors() -> None:
             marker = " (default)" if name == DEFAULT_EXECUTOR else ""
             click.echo(f"{name:<10} {'installed':<10} {installed[name].value}{marker}")
         else:
-            click.echo(f"{name:<10} {'missing':<10} pip install {KNOWN_EXECUTORS[name].package}")
+            click.echo(f"{name:<10} {'missing':<10} {KNOWN_EXECUTORS[name].install_hint}")
 
 
 @cli.command("train-digits")

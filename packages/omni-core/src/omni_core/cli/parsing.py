@@ -7,13 +7,17 @@ from typing import Any
 
 import click
 
+from omni_core.errors import RequestValidationError
+from omni_core.validation import parse_size
 
-def parse_size(text: str) -> tuple[int, int]:
-    """``"WxH"`` → (width, height), as OpenAI's ``size`` field writes it."""
-    parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-        raise click.BadParameter(f"{text!r} is not WIDTHxHEIGHT, e.g. 64x64", param_hint="--size")
-    return int(parts[0]), int(parts[1])
+
+def parse_cli_size(text: str) -> tuple[int, int]:
+    """``--size WxH`` → (width, height), through core's one size parser."""
+    try:
+        height, width = parse_size(text)
+    except RequestValidationError as exc:
+        raise click.BadParameter(exc.reason, param_hint="--size") from None
+    return width, height
 
 
 def parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ The rules, in order (see DESIGN.md):
 
 Like fsspec's registry, core keeps a table of the shorthands it knows and the
 package that provides each, so a missing package is an actionable message
-(``pip install omni-executor-http``) instead of "not found".
+(``pip install ./packages/omni-executor-http`` from a checkout) instead of "not found".
 """
 
 from __future__ import annotations
@@ -41,6 +41,20 @@ class KnownExecutor:
     package: str
     target: str
     summary: str
+
+    @property
+    def install_hint(self) -> str:
+        """How to install it: by name once published, and from a checkout of omni (not yet on PyPI)."""
+        return install_hint(self.package)
+
+
+def install_hint(requirement: str) -> str:
+    """``pip install NAME`` and its checkout form ``pip install ./packages/NAME`` (extras kept)."""
+    name, bracket, extras = requirement.partition("[")
+    local = f"./packages/{name}" + (f"[{extras}" if bracket else "")
+    quote = "'" if bracket else ""
+    checkout = f"pip install {quote}{local}{quote}"
+    return f"pip install {quote}{requirement}{quote} (from a checkout of omni: {checkout})"
 
 
 KNOWN_EXECUTORS: dict[str, KnownExecutor] = {
@@ -235,7 +249,7 @@ def _load_shorthand(name: str) -> Any:
     if known is not None:
         raise ExecutorNotInstalledError(
             f"executor_class {name!r} needs the package {known.package!r}, which is not "
-            f"installed; run: pip install {known.package}",
+            f"installed; run: {known.install_hint}",
             shorthand=name,
             package=known.package,
         )

@@ -19,7 +19,7 @@ import numpy.typing as npt
 from omni_core.errors import ModelLoadError, RequestCancelledError, RequestValidationError
 from omni_core.request import DiffusionOutput, OmniDiffusionRequest
 from omni_core.runner.batching import PlannedRequest, plan_batches
-from omni_core.validation import RequestLimits, validate_request
+from omni_core.validation import RequestLimits, check_pixels, validate_request
 
 if TYPE_CHECKING:
     from omni_core.config import OmniDiffusionConfig
@@ -189,11 +189,7 @@ class DiffusionModelRunner:
         default_height, default_width = self.default_size()
         height = request.height if request.height is not None else default_height
         width = request.width if request.width is not None else default_width
-        if height is not None and width is not None and height * width > self.limits.max_image_pixels:
-            raise RequestValidationError(
-                "size",
-                f"{width}x{height} is over this deployment's cap of {self.limits.max_image_pixels} pixels",
-            )
+        check_pixels(height, width, self.limits)
         steps = request.num_inference_steps
         if steps is None:
             steps = self.config.default_num_inference_steps

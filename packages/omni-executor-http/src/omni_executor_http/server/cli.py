@@ -33,11 +33,22 @@ from omni_core.validation import RequestLimits
 )
 @click.option("--served-model-name", default="omni", show_default=True, help="the id /v1/models reports")
 @click.option("--max-body-bytes", default=64 * 1024, show_default=True, type=int)
-@click.option("--max-image-pixels", default=1024 * 1024, show_default=True, type=int)
+@click.option("--max-image-pixels", default=RequestLimits.max_image_pixels, show_default=True, type=int)
 @click.option(
-    "--max-steps", default=200, show_default=True, type=int, help="largest num_inference_steps accepted"
+    "--max-steps",
+    default=RequestLimits.max_num_inference_steps,
+    show_default=True,
+    type=int,
+    help="largest num_inference_steps accepted",
 )
-@click.option("--max-prompt-length", default=4000, show_default=True, type=int)
+@click.option(
+    "--max-outputs-per-prompt",
+    default=RequestLimits.max_outputs_per_prompt,
+    show_default=True,
+    type=int,
+    help="largest n accepted",
+)
+@click.option("--max-prompt-length", default=RequestLimits.max_prompt_length, show_default=True, type=int)
 @click.option("--max-batch-size", default=8, show_default=True, type=int)
 @click.option("--default-steps", default=None, type=int, help="steps when a request gives none")
 @click.option(
@@ -60,6 +71,7 @@ def serve(
     max_body_bytes: int,
     max_image_pixels: int,
     max_steps: int,
+    max_outputs_per_prompt: int,
     max_prompt_length: int,
     max_batch_size: int,
     default_steps: int | None,
@@ -83,6 +95,7 @@ def serve(
             default_num_inference_steps=default_steps,
             max_image_pixels=max_image_pixels,
             max_num_inference_steps=max_steps,
+            max_outputs_per_prompt=max_outputs_per_prompt,
             max_prompt_length=max_prompt_length,
         )
         engine = DiffusionEngine(config)
