@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from _plot import save_bars
+from _targets import verdict
 
 from omni_core import DiffusionEngine, OmniDiffusionConfig, OmniDiffusionRequest
 from omni_executor_http.testing import run_server
@@ -80,7 +81,8 @@ def main() -> None:
                 local_s, remote_s = overhead(local, remote, count)
                 print(
                     f"1. sequential: in-process {local_s * 1e3:6.1f} ms, http {remote_s * 1e3:6.1f} ms, "
-                    f"overhead {(remote_s - local_s) * 1e3:+5.2f} ms/request (target <= 5 ms)"
+                    f"overhead {(remote_s - local_s) * 1e3:+5.2f} ms/request "
+                    f"(target <= 5 ms: {verdict(remote_s - local_s <= 0.005)})"
                 )
                 save_bars(
                     args.plot_dir,

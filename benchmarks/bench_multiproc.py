@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 from _plot import save_bars
+from _targets import verdict
 
 from omni_core import DiffusionEngine, OmniDiffusionConfig, OmniDiffusionRequest
 
@@ -136,7 +137,8 @@ def bench_scaling(model: Path, full: bool) -> dict[str, float]:
         double = time_engine_throughput(two, size, count)
     print(
         f"  {size}x{size}, {count} requests: 1 worker x 1 thread {single:6.2f} req/s, "
-        f"2 workers x 1 thread {double:6.2f} req/s, ratio {double / single:5.2f} (target >= 1.7)"
+        f"2 workers x 1 thread {double:6.2f} req/s, ratio {double / single:5.2f} "
+        f"(target >= 1.7: {verdict(double / single >= 1.7)})"
     )
     return {"size": size, "one_worker_rps": single, "two_workers_rps": double, "ratio": double / single}
 

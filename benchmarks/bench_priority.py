@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 from _plot import save_bars
+from _targets import verdict
 
 from omni_core import DiffusionEngine, OmniDiffusionConfig, OmniDiffusionRequest
 from omni_executor_priority.testing import InstantExecutor, StepTimerExecutor
@@ -120,8 +121,9 @@ def main() -> None:
     fifo_p99 = results["FIFO"][1]
     pre_p99 = results["priority+preempt"][1]
     print(
-        f"   p99 with preemption: {pre_p99 / SERVICE:.2f} S (target <= 1.5 S); "
-        f"{fifo_p99 / pre_p99:.1f}x better than FIFO (target >= 5x)"
+        f"   p99 with preemption: {pre_p99 / SERVICE:.2f} S (target <= 1.5 S: "
+        f"{verdict(pre_p99 / SERVICE <= 1.5)}); {fifo_p99 / pre_p99:.1f}x better than FIFO "
+        f"(target >= 5x: {verdict(fifo_p99 / pre_p99 >= 5)})"
     )
     save_bars(
         args.plot_dir,
@@ -134,7 +136,8 @@ def main() -> None:
     direct, scheduled = overhead_us(20_000 if args.full else 5_000)
     print(
         f"2. scheduling overhead: direct submit {direct:6.1f} us, through the scheduler {scheduled:6.1f} us, "
-        f"overhead {scheduled - direct:6.1f} us/request (target <= 50 us)"
+        f"overhead {scheduled - direct:6.1f} us/request "
+        f"(target <= 50 us: {verdict(scheduled - direct <= 50)})"
     )
 
 

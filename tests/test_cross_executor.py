@@ -13,6 +13,7 @@ import pytest
 from omni_core import DiffusionEngine, OmniDiffusionConfig, OmniDiffusionRequest
 from omni_core.images import decode_png
 from omni_core.models.default import default_model_path
+from omni_core.testing_images import fraction_of_pixels_off_by_more_than
 
 # priority runs in front of mp (its default inner); lambda against the local Lambda service.
 EXECUTORS = ["inproc", "mp", "priority", "lambda"]
@@ -93,9 +94,11 @@ def test_http_in_front_of_mp_gives_the_inproc_image(
         config = OmniDiffusionConfig(executor_class="http", executor_options={"base_url": server.url})
         with DiffusionEngine(config) as engine:
             got = [engine.step([r])[0].raise_for_error().output for r in requests()]
+    # Two workers run one torch thread each, inproc runs the machine's default: a different
+    # thread count, so last-bit float noise may move a value by one 8-bit level (DESIGN, Determinism).
     for expected, images in zip(images_by_executor["inproc"], got, strict=True):
         for a, b in zip(expected, images, strict=True):
-            assert np.array_equal(a, b)
+            assert fraction_of_pixels_off_by_more_than(a, b, 1) == 0
 
 
 def test_priority_in_front_of_mp_preempts_between_steps(tiny_model: Path) -> None:

@@ -69,6 +69,8 @@ class ModelLoadError(OmniError, RuntimeError):
 class RequestValidationError(OmniError, ValueError):
     """A request field is invalid; ``field`` names it, the message says the fix."""
 
+    field: str
+
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}", field=field, retryable=False)
         self.reason = message

@@ -21,7 +21,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from omni_core.errors import ExecutorDeadError
 from omni_core.executors.options import NoOptions, parse_executor_options
@@ -41,6 +41,7 @@ class ProgressEvent:
 
 
 ProgressListener = Callable[[ProgressEvent], None]
+ResultT = TypeVar("ResultT")
 
 
 class DiffusionExecutor(ABC):
@@ -131,7 +132,7 @@ class DiffusionExecutor(ABC):
         """
         return self._run_on_pool(self._execute_one, request)
 
-    def _run_on_pool(self, call: Callable[..., DiffusionOutput], *args: Any) -> Future[DiffusionOutput]:
+    def _run_on_pool(self, call: Callable[..., ResultT], *args: Any) -> Future[ResultT]:
         """Run ``call(*args)`` on this executor's thread pool (``max_concurrent_submits`` threads).
 
         For executors that run one request per call (remote ones): their ``submit``

@@ -164,9 +164,6 @@ def check_executor_spec(spec: str | type | None) -> None:
         if spec is not None:
             check_executor_class(spec, spec)
         return
-    if not isinstance(spec, str):
-        resolve_executor_class(spec)  # raises the TypeError
-        return
     if not spec.strip():
         resolve_executor_class(spec)  # raises the "empty" error
         return
