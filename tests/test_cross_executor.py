@@ -95,7 +95,8 @@ def test_http_in_front_of_mp_gives_the_inproc_image(
         with DiffusionEngine(config) as engine:
             got = [engine.step([r])[0].raise_for_error().output for r in requests()]
     # Two workers run one torch thread each, inproc runs the machine's default: a different
-    # thread count, so last-bit float noise may move a value by one 8-bit level (DESIGN, Determinism).
+    # thread count, so last-bit float noise may move a value by one 8-bit level
+    # (docs/architecture.md, Determinism).
     for expected, images in zip(images_by_executor["inproc"], got, strict=True):
         for a, b in zip(expected, images, strict=True):
             assert fraction_of_pixels_off_by_more_than(a, b, 1) == 0

@@ -1,4 +1,4 @@
-"""Executor selection: every rule of DESIGN.md, one test each."""
+"""Executor selection: every rule of docs/architecture.md, one test each."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Image comparisons for tests: 8-bit images, compared the way DESIGN.md promises."""
+"""Image comparisons for tests: 8-bit images, compared the way docs/architecture.md promises."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ timestamp per key: cheap, exact, and it answers "allowed now, or retry in
 N seconds" without sleeping, so a dispatcher can skip a throttled tenant
 and serve another instead of blocking (no head-of-line blocking). The
 libraries that offer it either block, are asyncio-only or change API each
-major version (see DESIGN notes), so it is written here in 30 lines.
+major version (see docs/architecture.md), so it is written here in 30 lines.
 """
 
 from __future__ import annotations

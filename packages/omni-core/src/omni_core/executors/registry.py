@@ -1,6 +1,6 @@
 """Turning ``executor_class`` into an executor class.
 
-The rules, in order (see DESIGN.md):
+The rules, in order (see docs/architecture.md):
 
 1. a class is used as is (it must subclass :class:`DiffusionExecutor`);
 2. ``None`` means the default shorthand, ``"mp"``;

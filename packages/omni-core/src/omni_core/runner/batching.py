@@ -4,7 +4,7 @@ A diffusers call shares height, width, step count and guidance scale across
 its whole batch (``pipe([p1, p2], ...)``), so only requests that agree on
 those four batch together. Each image still gets its own generator, so a
 request's images do not depend on what it was batched with (beyond the
-last-bit float noise of batched matmuls; see DESIGN.md, Determinism).
+last-bit float noise of batched matmuls; see docs/architecture.md, Determinism).
 Torch-free, so it is cheap to test and reuse in schedulers.
 """
 
