@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from omni_core._version import __version__
-from omni_core.cli.parsing import parse_cli_size, parse_options
+from omni_core.cli.parsing import engine_options, parse_cli_size, parse_options
 from omni_core.cli.progress import StepProgress
 from omni_core.errors import OmniError, RequestValidationError
 from omni_core.executors.registry import (
@@ -73,15 +73,7 @@ def cli() -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="PNG to write; with -n > 1, NAME-0.png, NAME-1.png, ...",
 )
-@click.option("--model", default=None, help="diffusers model folder or hub id [default: built-in model]")
-@click.option("--model-class", default=None, help="diffusers pipeline class, e.g. StableDiffusionPipeline")
-@click.option(
-    "--executor",
-    envvar="OMNI_EXECUTOR",
-    default=None,
-    help=f"shorthand, dotted path 'pkg.mod:Cls' [env: OMNI_EXECUTOR; default: {DEFAULT_EXECUTOR}]",
-)
-@click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="executor option (repeatable)")
+@engine_options
 @click.option("--size", default=None, metavar="WxH", help="image size, e.g. 64x64 [default: the model's]")
 @click.option("--steps", type=int, default=None, help="denoising steps [default: the model's]")
 @click.option("--guidance", type=float, default=None, help="classifier-free guidance scale")

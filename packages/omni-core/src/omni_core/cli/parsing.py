@@ -3,12 +3,40 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
 from omni_core.errors import RequestValidationError
 from omni_core.validation import parse_size
+
+CommandT = TypeVar("CommandT", bound=Callable[..., Any])
+
+
+def engine_options(command: CommandT) -> CommandT:
+    """``--model``, ``--model-class``, ``--executor``, ``--option``: how a command builds its engine."""
+    for option in reversed(
+        (
+            click.option(
+                "--model", default=None, help="diffusers model folder or hub id [default: built-in model]"
+            ),
+            click.option(
+                "--model-class", default=None, help="diffusers pipeline class, e.g. StableDiffusionPipeline"
+            ),
+            click.option(
+                "--executor",
+                envvar="OMNI_EXECUTOR",
+                default=None,
+                help="shorthand or dotted path 'pkg.mod:Cls' [env: OMNI_EXECUTOR; default: mp]",
+            ),
+            click.option(
+                "--option", "options", multiple=True, metavar="KEY=VALUE", help="executor option (repeatable)"
+            ),
+        )
+    ):
+        command = option(command)
+    return command
 
 
 def parse_cli_size(text: str) -> tuple[int, int]:

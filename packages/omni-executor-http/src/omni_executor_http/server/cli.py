@@ -6,7 +6,7 @@ import logging
 
 import click
 
-from omni_core.cli.parsing import parse_options
+from omni_core.cli.parsing import engine_options, parse_options
 from omni_core.config import OmniDiffusionConfig
 from omni_core.engine import DiffusionEngine
 from omni_core.errors import OmniError
@@ -14,15 +14,7 @@ from omni_core.validation import RequestLimits
 
 
 @click.command()
-@click.option("--model", default=None, help="diffusers model folder or hub id [default: built-in model]")
-@click.option("--model-class", default=None, help="diffusers pipeline class")
-@click.option(
-    "--executor",
-    envvar="OMNI_EXECUTOR",
-    default=None,
-    help="executor behind the server: shorthand or dotted path [env: OMNI_EXECUTOR; default: mp]",
-)
-@click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="executor option (repeatable)")
+@engine_options
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option(
