@@ -108,9 +108,12 @@ def docs(session: nox.Session) -> None:
         "mkdocs-material>=9.5",
         "mkdocstrings[python]>=0.26",
         "pymdown-extensions>=10",
+        *TEST_DEPS,
         "./packages/omni-core",
         "./packages/omni-executor-http",
     )
+    # The hooks' own tests: a snippet marker left as text must fail a --strict build.
+    session.run("pytest", "docs/hooks", "-p", "no:cacheprovider")
     session.run("mkdocs", "build", "--strict", "--site-dir", str(ROOT / ".nox" / "site"))
 
 

@@ -8,18 +8,25 @@ lines. A marker it does not recognise (one a formatter rewrote to
 
 from __future__ import annotations
 
+import html
 import re
 from typing import Any
 
 from mkdocs.exceptions import PluginError
 
-# "--8<--" as written, HTML-escaped, or pulled apart by a code formatter.
-SNIPPET_MARKER = re.compile(r"-\s*-\s*8\s*(?:<|&lt;)\s*-\s*-")
+# "--8<--" as written, or pulled apart by a code formatter ("--8 < --").
+SNIPPET_MARKER = re.compile(r"-\s*-\s*8\s*<\s*-\s*-")
+TAG = re.compile(r"<[^>]+>")
 
 
-def find_snippet_markers(html: str) -> list[str]:
-    """The lines of ``html`` that still show a snippet marker."""
-    return [line.strip() for line in html.splitlines() if SNIPPET_MARKER.search(line)]
+def find_snippet_markers(page_html: str) -> list[str]:
+    """The lines of a built page whose visible text still shows a snippet marker.
+
+    Tags are stripped first: a highlighter wraps every token of a code block in
+    its own ``<span>``, so the marker is only whole in the text a reader sees.
+    """
+    visible = (html.unescape(TAG.sub("", line)) for line in page_html.splitlines())
+    return [line.strip() for line in visible if SNIPPET_MARKER.search(line)]
 
 
 def on_post_page(output: str, *, page: Any, config: Any) -> str:
