@@ -88,3 +88,13 @@ def test_generate_rejects_bad_values_before_loading_any_model(tmp_path: Path) ->
         assert "loading model" not in result.stderr  # refused before the model (seconds) loads
     capped = omni("generate", "7", "--size", "4096x4096", cwd=tmp_path)
     assert "max_image_pixels" in capped.stderr  # the message names what raises the cap
+
+
+def test_the_digits_model_warns_once_when_a_prompt_names_no_digit(tmp_path: Path) -> None:
+    cat = omni("generate", "a cat", "-n", "3", "--executor", "inproc", "--quiet", cwd=tmp_path)
+    assert cat.returncode == 0, cat.stderr
+    assert cat.stderr.count("draws only the digits 0-9") == 1, cat.stderr
+    assert "'a cat'" in cat.stderr
+    seven = omni("generate", "a handwritten seven", "--executor", "inproc", "--quiet", cwd=tmp_path)
+    assert seven.returncode == 0, seven.stderr
+    assert "draws only the digits" not in seven.stderr

@@ -11,6 +11,7 @@ drawn at the data's own 8x8 and upscaled (bicubic) to the requested size.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -20,7 +21,7 @@ import torch.nn.functional as functional
 from diffusers import DiffusionPipeline, ImagePipelineOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from omni_core.models.digits_constants import NATIVE_SIZE, PROMPT_TOKENS
+from omni_core.models.digits_constants import NATIVE_SIZE, PROMPT_TOKENS, names_a_digit
 
 
 class DigitsPipeline(DiffusionPipeline):  # type: ignore[misc]
@@ -62,6 +63,17 @@ class DigitsPipeline(DiffusionPipeline):  # type: ignore[misc]
         callback_on_step_end: Callable[..., dict[str, Any]] | None = None,
         callback_on_step_end_tensor_inputs: list[str] | None = None,
     ) -> Any:
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        if any(not names_a_digit(text) for text in prompts if text.strip()):
+            # One location, so Python's default filter shows it once per process, not per image.
+            warnings.warn(
+                "the built-in digits model draws only the digits 0-9; a prompt that names none "
+                f"(such as {next(t for t in prompts if not names_a_digit(t))!r}) gets some digit. "
+                "Name a digit ('7', 'seven', 'a handwritten 7') or pass your own model "
+                "(model_name_or_path / --model)",
+                UserWarning,
+                stacklevel=2,
+            )
         with torch.no_grad():
             return self._generate(
                 prompt,

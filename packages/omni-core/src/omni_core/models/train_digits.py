@@ -18,14 +18,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from omni_core.models.digits_constants import NATIVE_SIZE, PROMPT_TOKENS
+from omni_core.models.digits_constants import DIGIT_WORDS, NATIVE_SIZE, PROMPT_TOKENS
 from omni_core.models.tokenizer import (
     MODEL_MAX_LENGTH,
     byte_level_clip_text_encoder,
     write_byte_level_clip_tokenizer,
 )
 
-WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+WORDS = list(DIGIT_WORDS)
 TEMPLATES = [
     "{d}",
     "{w}",
