@@ -42,10 +42,11 @@ LIGHT_PACKAGES: dict[str, tuple[str, ...]] = {
 
 nox.options.sessions = [
     "lint",
-    "typecheck",
     "light",
     "docs",
     "tests",
+    "workspace",
+    "typecheck",
     "integration",
     "examples",
     "benchmarks",
@@ -60,6 +61,35 @@ def install(session: nox.Session, *targets: str) -> None:
     session.install(*CONSTRAINTS, *targets)
 
 
+# Sessions that need every package share one environment (isolation is not their point; the
+# per-package ``tests`` sessions keep theirs). ``workspace`` builds it; the others run in it.
+WORKSPACE = ROOT / ".nox" / "workspace"
+WORKSPACE_DEPS = (
+    *TEST_DEPS,
+    *(d for deps in PACKAGE_TEST_DEPS.values() for d in deps),
+    "mypy>=1.11",
+    "types-tqdm",
+    "boto3-stubs[lambda,s3]",
+    "matplotlib>=3.8",
+    *PACKAGES.values(),
+    "./examples/third_party_executor",
+)
+
+
+@nox.session
+def workspace(session: nox.Session) -> None:
+    """The shared environment of typecheck, integration, examples and benchmarks: every package."""
+    install(session, *WORKSPACE_DEPS)
+
+
+def in_workspace(session: nox.Session, program: str, *args: str) -> None:
+    """Run ``program`` from the shared environment (``nox -s workspace`` builds it)."""
+    binary = WORKSPACE / "bin" / program
+    if not binary.exists():
+        session.error(f"{binary} is missing; run: nox -s workspace {session.name}")
+    session.run(str(binary), *args, external=True, env={"VIRTUAL_ENV": str(WORKSPACE)})
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff: lint and formatting; cfn-lint: the Lambda deployment template (it cannot be deployed here)."""
@@ -69,13 +99,10 @@ def lint(session: nox.Session) -> None:
     session.run("cfn-lint", "examples/lambda/template.yaml")
 
 
-@nox.session
+@nox.session(venv_backend="none", requires=["workspace"])
 def typecheck(session: nox.Session) -> None:
     """mypy, strict on every package (torch/diffusers are typed as Any at the boundary)."""
-    session.install(
-        "mypy>=1.11", "types-tqdm", "boto3-stubs[lambda,s3]", "pytest>=8", *CONSTRAINTS, *PACKAGES.values()
-    )
-    session.run("mypy")
+    in_workspace(session, "mypy")
 
 
 @nox.session
@@ -126,32 +153,28 @@ def tests(session: nox.Session, package: str) -> None:
     session.run("pytest", f"packages/{package}/tests", *session.posargs)
 
 
-@nox.session
+@nox.session(venv_backend="none", requires=["workspace"])
 def integration(session: nox.Session) -> None:
     """Cross-package tests in tests/, with every package installed."""
-    install(
-        session, *TEST_DEPS, *(d for deps in PACKAGE_TEST_DEPS.values() for d in deps), *PACKAGES.values()
-    )
-    session.run("pytest", "tests", *session.posargs)
+    in_workspace(session, "pytest", "tests", *session.posargs)
 
 
-@nox.session
+@nox.session(venv_backend="none", requires=["workspace"])
 def examples(session: nox.Session) -> None:
     """Run every script in examples/ on the built-in default model.
 
     The example third-party package is installed like a user's own would be, so
     ``third_party_shorthand.py`` finds its ``"cached"`` shorthand by entry point.
     """
-    install(session, *PACKAGES.values(), "./examples/third_party_executor")
     scripts = sorted((ROOT / "examples").glob("*.py"))
     if not scripts:
         session.error("examples/ has no scripts")
     for script in scripts:
         session.log(f"example: {script.name}")
-        session.run("python", str(script))
+        in_workspace(session, "python", str(script))
 
 
-@nox.session
+@nox.session(venv_backend="none", requires=["workspace"])
 def benchmarks(session: nox.Session) -> None:
     """Benchmarks; prints ratios against a baseline measured in the same run.
 
@@ -160,7 +183,5 @@ def benchmarks(session: nox.Session) -> None:
     are drawn only when asked (``-- --plot-dir docs/images/benchmarks`` refreshes
     the ones docs/performance.md shows), so a test run leaves the tree untouched.
     """
-    # scikit-learn: the digits oracle; matplotlib: the charts docs/performance.md shows.
-    install(session, "scikit-learn>=1.3", "matplotlib>=3.8", *PACKAGES.values())
     for script in sorted((ROOT / "benchmarks").glob("bench_*.py")):
-        session.run("python", str(script), *session.posargs)
+        in_workspace(session, "python", str(script), *session.posargs)
