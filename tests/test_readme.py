@@ -1,8 +1,9 @@
 """The README's Python API snippet, run exactly as a user would paste it.
 
-Pasted unchanged into ``snippet.py`` and run as ``python snippet.py``, and
-piped into ``python -``: neither has an ``if __name__ == "__main__":`` guard,
-so this fails if worker processes re-import the user's main module.
+Pasted unchanged into ``snippet.py`` and run as ``python snippet.py``, piped
+into ``python -``, and as ``python -c`` (like a notebook cell, its main module
+has no file): none has an ``if __name__ == "__main__":`` guard, so this fails
+if worker processes re-import the user's main module.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def readme_section(name: str) -> str:
     return found.group(1)
 
 
-@pytest.mark.parametrize("how", ["file", "stdin"])
+@pytest.mark.parametrize("how", ["file", "stdin", "-c"])
 def test_readme_python_snippet_runs_unchanged(tmp_path: Path, how: str) -> None:
     snippet = readme_section("python-api")
     assert "__main__" not in snippet  # the point: no guard
@@ -32,8 +33,10 @@ def test_readme_python_snippet_runs_unchanged(tmp_path: Path, how: str) -> None:
     script.write_text(snippet)
     if how == "file":
         command, stdin = [sys.executable, str(script)], None
-    else:
+    elif how == "stdin":
         command, stdin = [sys.executable, "-"], snippet
+    else:
+        command, stdin = [sys.executable, "-c", snippet], None
     done = subprocess.run(
         command, input=stdin, cwd=tmp_path, capture_output=True, text=True, timeout=240, check=False
     )
