@@ -1,7 +1,8 @@
 """omni: serve diffusion models (text → image) through pluggable executors.
 
-The public API lives here; import nothing from submodules unless you write
-an executor. Importing ``omni_core`` never imports torch.
+The public API for users lives here; executor authors have one more door,
+:mod:`omni_core.executors`. Every other module is private to omni and may
+change. Importing ``omni_core`` never imports torch.
 """
 
 from omni_core._version import __version__

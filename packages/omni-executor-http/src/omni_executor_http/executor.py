@@ -17,19 +17,25 @@ from typing import Any
 
 import httpx
 
-from omni_core.errors import (
+from omni_core import (
+    DiffusionOutput,
     ExecutorDeadError,
+    OmniDiffusionRequest,
     OmniError,
     OverloadedError,
     RemoteError,
     RequestTimeoutError,
     RequestValidationError,
-    failure_from_fields,
 )
-from omni_core.executors import DiffusionExecutor, above, at_least
-from omni_core.images import decode_png_b64
-from omni_core.request import DiffusionOutput, OmniDiffusionRequest
-from omni_core.retry import call_with_retries, parse_retry_after
+from omni_core.executors import (
+    DiffusionExecutor,
+    above,
+    at_least,
+    call_with_retries,
+    decode_png_b64,
+    failure_from_fields,
+    parse_retry_after,
+)
 from omni_executor_http.protocol import GENERATIONS_PATH, build_generation_body
 from omni_executor_http.retry import (
     MAYBE_RAN_STATUSES,

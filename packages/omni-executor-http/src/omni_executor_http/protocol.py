@@ -13,9 +13,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from omni_core.errors import RequestValidationError
-from omni_core.request import OmniDiffusionRequest
-from omni_core.validation import RequestLimits, parse_size, validate_request
+from omni_core import OmniDiffusionRequest, RequestLimits, RequestValidationError, validate_request
+from omni_core.executors import parse_size
 
 GENERATIONS_PATH = "/v1/images/generations"
 

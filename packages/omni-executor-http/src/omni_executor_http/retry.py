@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import httpx
 
-from omni_core.retry import RetryLater
+from omni_core.executors import RetryLater
 
 RETRY_NOW_STATUSES = frozenset({429, 503})
 MAYBE_RAN_STATUSES = frozenset({502, 504})

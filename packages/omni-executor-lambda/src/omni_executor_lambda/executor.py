@@ -20,18 +20,19 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from omni_core.errors import (
+from omni_core import (
+    DiffusionOutput,
     ExecutorDeadError,
+    OmniDiffusionRequest,
     OmniError,
     OverloadedError,
     RemoteError,
+    RequestLimits,
     RequestTimeoutError,
     RequestValidationError,
+    validate_request,
 )
-from omni_core.executors import DiffusionExecutor, above, at_least
-from omni_core.request import DiffusionOutput, OmniDiffusionRequest
-from omni_core.retry import call_with_retries
-from omni_core.validation import RequestLimits, validate_request
+from omni_core.executors import DiffusionExecutor, above, at_least, call_with_retries
 from omni_executor_lambda.invoke import (
     InvokeResult,
     NotReachedError,

@@ -21,8 +21,8 @@ import botocore.config
 import botocore.exceptions
 from botocore import UNSIGNED
 
-from omni_core.errors import RemoteError, RequestTimeoutError
-from omni_core.retry import RetryLater, parse_retry_after
+from omni_core import RemoteError, RequestTimeoutError
+from omni_core.executors import RetryLater, parse_retry_after
 
 # Throttle reasons that mean "too many calls per second" rather than "too many at once":
 # waiting for a running invocation to finish does not help, so wait at least a second.

@@ -20,7 +20,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from omni_core.request import DiffusionOutput, OmniDiffusionRequest
+from omni_core import DiffusionOutput, OmniDiffusionRequest
 
 PROTOCOL_VERSION = 1
 

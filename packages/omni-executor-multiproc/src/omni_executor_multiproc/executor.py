@@ -22,7 +22,7 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from typing import Any
 
-from omni_core.errors import ExecutorDeadError, ModelLoadError, WorkerDiedError
+from omni_core import ExecutorDeadError, ModelLoadError, WorkerDiedError
 from omni_core.executors import Batch, ProgressEvent, QueuedDiffusionExecutor
 from omni_executor_multiproc.handle import WorkerHandle, WorkerStartError
 from omni_executor_multiproc.layout import WorkerPlacement, plan_workers

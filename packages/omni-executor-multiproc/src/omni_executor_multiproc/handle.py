@@ -24,7 +24,7 @@ from collections.abc import Callable
 from multiprocessing import Pipe
 from typing import IO, Any
 
-from omni_core.config import OmniDiffusionConfig
+from omni_core import OmniDiffusionConfig
 from omni_executor_multiproc.layout import WorkerPlacement
 from omni_executor_multiproc.worker import WorkerSpec, worker_config_fields
 

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from omni_core.config import OmniDiffusionConfig
+from omni_core import OmniDiffusionConfig
 from omni_executor_multiproc.options import MultiProcOptions
 
 

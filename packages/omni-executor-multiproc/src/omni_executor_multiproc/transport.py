@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from omni_core.images import ImageArray
+from omni_core.executors import ImageArray
 
 
 @dataclass(frozen=True)

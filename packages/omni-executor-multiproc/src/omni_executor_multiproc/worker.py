@@ -33,7 +33,7 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from omni_core.config import OmniDiffusionConfig
+    from omni_core import OmniDiffusionConfig
 
 # Config fields a worker does not need (and could not rebuild: a class from the user's __main__).
 PARENT_ONLY_FIELDS = frozenset({"executor_class", "executor_options", "model"})
@@ -56,7 +56,7 @@ class WorkerSpec:
 
 def worker_config_fields(config: OmniDiffusionConfig) -> dict[str, Any]:
     """What a worker needs of ``config``: the base class's fields, plain values only."""
-    from omni_core.config import OmniDiffusionConfig
+    from omni_core import OmniDiffusionConfig
 
     return {
         f.name: getattr(config, f.name)
@@ -88,8 +88,8 @@ def worker_main(spec: WorkerSpec, conn: Connection) -> None:
 
         if spec.threads is not None:
             torch.set_num_threads(spec.threads)
-        from omni_core.config import OmniDiffusionConfig
-        from omni_core.runner import DiffusionModelRunner
+        from omni_core import OmniDiffusionConfig
+        from omni_core.executors import DiffusionModelRunner
 
         runner = DiffusionModelRunner(OmniDiffusionConfig(**spec.config_fields), device=spec.device)
         runner.load_model()
@@ -147,7 +147,7 @@ class WorkerLoop:
         try:
             outputs = self.runner.execute(requests, on_step=on_step)
         except Exception as exc:  # noqa: BLE001 - the runner isolates requests; this is a last resort
-            from omni_core.request import DiffusionOutput
+            from omni_core import DiffusionOutput
 
             outputs = [DiffusionOutput.failure(r.request_id, exc) for r in requests]
         worker_seconds = time.perf_counter() - started
@@ -177,7 +177,7 @@ class WorkerLoop:
 
 def _explains_itself(exc: BaseException) -> bool:
     """omni's own errors say what is wrong; one caused by anything else carries its traceback."""
-    from omni_core.errors import OmniError
+    from omni_core import OmniError
 
     cause: BaseException | None = exc
     while cause is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from omni_core.errors import OverloadedError, RequestTimeoutError
+from omni_core import OverloadedError, RequestTimeoutError
 
 
 class QueueFull(OverloadedError):

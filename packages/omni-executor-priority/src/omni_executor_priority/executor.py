@@ -21,11 +21,16 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from omni_core.errors import ExecutorDeadError, RequestCancelledError, RequestValidationError
-from omni_core.executors.base import DiffusionExecutor
-from omni_core.executors.registry import resolve_executor_class
-from omni_core.request import DiffusionOutput, OmniDiffusionRequest
-from omni_core.validation import validate_scheduling_fields
+from omni_core import (
+    DiffusionExecutor,
+    DiffusionOutput,
+    ExecutorDeadError,
+    OmniDiffusionRequest,
+    RequestCancelledError,
+    RequestValidationError,
+    resolve_executor_class,
+)
+from omni_core.executors import validate_scheduling_fields
 from omni_executor_priority.errors import DeadlineExceeded, QueueFull
 from omni_executor_priority.options import PriorityOptions
 from omni_executor_priority.queues import Entry, PriorityQueues

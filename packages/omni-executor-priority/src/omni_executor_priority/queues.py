@@ -15,7 +15,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Literal
 
-from omni_core.request import DiffusionOutput, OmniDiffusionRequest
+from omni_core import DiffusionOutput, OmniDiffusionRequest
 from omni_executor_priority.ratelimit import GCRALimiter
 
 State = Literal["queued", "running", "done"]

@@ -16,9 +16,14 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from omni_core.errors import ExecutorDeadError, RequestCancelledError
-from omni_core.executors.base import DiffusionExecutor, ProgressEvent
-from omni_core.request import DiffusionOutput, OmniDiffusionRequest
+from omni_core import (
+    DiffusionExecutor,
+    DiffusionOutput,
+    ExecutorDeadError,
+    OmniDiffusionRequest,
+    ProgressEvent,
+    RequestCancelledError,
+)
 
 
 @dataclass(frozen=True)

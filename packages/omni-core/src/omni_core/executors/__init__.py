@@ -1,35 +1,54 @@
 """The one door for executor authors.
 
-Everything a package needs to write an executor is importable from here:
-the base classes, the queued-executor base and its batch type, progress
-events, the options helpers, the failure classes and the model runner.
-Other modules of omni_core are private to it. Users need only ``omni_core``.
+Everything a package needs to write an executor is importable from here: the
+base classes, the queued-executor base and its batch type, progress events,
+the options helpers, the failure classes, request validation and limits, the
+retry policy, image encoding and the model runner. Users need only
+``omni_core``; omni's other modules are private to it and may change.
 Importing this package does not import torch (the runner does, when built).
 """
 
 from omni_core.errors import (
+    FAILURE_CLASSES,
     ExecutorDeadError,
     ModelError,
+    ModelLoadError,
+    OmniError,
     OverloadedError,
     RemoteError,
     RequestCancelledError,
     RequestTimeoutError,
     RequestValidationError,
     WorkerDiedError,
+    failure_from_fields,
 )
 from omni_core.executors.base import DiffusionExecutor, ProgressEvent, ProgressListener
 from omni_core.executors.options import NoOptions, above, at_least, parse_executor_options
 from omni_core.executors.queue import QueuedRequest, RequestQueue
 from omni_core.executors.queued import Batch, QueuedDiffusionExecutor
+from omni_core.executors.registry import resolve_executor_class
+from omni_core.images import ImageArray, decode_png_b64, encode_png_b64
+from omni_core.retry import RetryLater, backoff_seconds, call_with_retries, parse_retry_after
 from omni_core.runner.model_runner import DiffusionModelRunner
+from omni_core.validation import (
+    RequestLimits,
+    check_pixels,
+    parse_size,
+    validate_request,
+    validate_scheduling_fields,
+)
 
 __all__ = [
+    "FAILURE_CLASSES",
     "Batch",
     "DiffusionExecutor",
     "DiffusionModelRunner",
     "ExecutorDeadError",
+    "ImageArray",
     "ModelError",
+    "ModelLoadError",
     "NoOptions",
+    "OmniError",
     "OverloadedError",
     "ProgressEvent",
     "ProgressListener",
@@ -37,11 +56,24 @@ __all__ = [
     "QueuedRequest",
     "RemoteError",
     "RequestCancelledError",
+    "RequestLimits",
     "RequestQueue",
     "RequestTimeoutError",
     "RequestValidationError",
+    "RetryLater",
     "WorkerDiedError",
     "above",
     "at_least",
+    "backoff_seconds",
+    "call_with_retries",
+    "check_pixels",
+    "decode_png_b64",
+    "encode_png_b64",
+    "failure_from_fields",
     "parse_executor_options",
+    "parse_retry_after",
+    "parse_size",
+    "resolve_executor_class",
+    "validate_request",
+    "validate_scheduling_fields",
 ]

@@ -26,10 +26,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from omni_core.engine import DiffusionEngine
-from omni_core.images import encode_png_b64
-from omni_core.request import DiffusionOutput
-from omni_core.validation import RequestLimits
+from omni_core import DiffusionEngine, DiffusionOutput, RequestLimits
+from omni_core.executors import encode_png_b64
 from omni_executor_http.protocol import GENERATIONS_PATH, APIError, parse_generation_request
 from omni_executor_http.server.failures import api_error_for, retry_after_header
 from omni_executor_http.server.metrics import ServerMetrics

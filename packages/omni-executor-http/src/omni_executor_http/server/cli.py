@@ -6,11 +6,8 @@ import logging
 
 import click
 
+from omni_core import DiffusionEngine, OmniDiffusionConfig, OmniError, RequestLimits
 from omni_core.cli.parsing import engine_options, parse_options
-from omni_core.config import OmniDiffusionConfig
-from omni_core.engine import DiffusionEngine
-from omni_core.errors import OmniError
-from omni_core.validation import RequestLimits
 
 
 @click.command()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from omni_core.request import DiffusionOutput
+from omni_core import DiffusionOutput
 from omni_executor_http.protocol import CORE_TO_WIRE_FIELD, APIError
 
 

@@ -20,9 +20,8 @@ import uuid
 from collections import OrderedDict
 from typing import Any
 
-from omni_core.errors import RequestValidationError
-from omni_core.request import DiffusionOutput, OmniDiffusionRequest
-from omni_core.runner.model_runner import DiffusionModelRunner
+from omni_core import DiffusionOutput, OmniDiffusionRequest, RequestValidationError
+from omni_core.executors import DiffusionModelRunner
 from omni_executor_lambda.function.settings import FunctionSettings
 from omni_executor_lambda.protocol import build_response, parse_event, response_size
 from omni_executor_lambda.s3 import put_png

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from omni_core.config import OmniDiffusionConfig
+from omni_core import OmniDiffusionConfig
 from omni_executor_lambda.protocol import SYNC_RESPONSE_LIMIT
 
 
