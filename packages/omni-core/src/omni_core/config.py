@@ -53,6 +53,9 @@ class OmniDiffusionConfig:
     """Images one pipeline call may hold; compatible requests are batched up to it."""
     max_queued_requests: int | None = None
     """Requests an executor queues before it refuses more with ``OverloadedError``; ``None``: no cap."""
+    request_timeout: float | None = None
+    """Seconds a request may take, queue included, unless it sets its own ``timeout``; then it fails
+    with ``RequestTimeoutError`` and is aborted. ``None``: no limit."""
     default_num_inference_steps: int | None = None
     """Steps when a request leaves them out; ``None`` is the pipeline's own default."""
 
@@ -62,6 +65,7 @@ class OmniDiffusionConfig:
     max_num_inference_steps: int = RequestLimits.max_num_inference_steps
     max_outputs_per_prompt: int = RequestLimits.max_outputs_per_prompt
     max_prompt_length: int = RequestLimits.max_prompt_length
+    max_guidance_scale: float = RequestLimits.max_guidance_scale
 
     def __post_init__(self) -> None:
         if self.model is not None:
@@ -94,6 +98,14 @@ class OmniDiffusionConfig:
         queued = self.max_queued_requests
         if queued is not None and (isinstance(queued, bool) or not isinstance(queued, int) or queued < 1):
             raise ValueError(f"max_queued_requests must be an int >= 1 or None, got {queued!r}")
+        guidance = self.max_guidance_scale
+        if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not 0 < guidance < 1e6:
+            raise ValueError(f"max_guidance_scale must be a number > 0, got {guidance!r}")
+        timeout = self.request_timeout
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
+        ):
+            raise ValueError(f"request_timeout must be a number of seconds > 0 or None, got {timeout!r}")
         steps = self.default_num_inference_steps
         if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
             raise ValueError(f"default_num_inference_steps must be an int >= 1 or None, got {steps!r}")

@@ -17,6 +17,7 @@ from omni_core.config import OmniDiffusionConfig
 from omni_core.errors import ExecutorDeadError
 from omni_core.executors.base import DiffusionExecutor, ProgressListener
 from omni_core.request import DiffusionOutput, OmniDiffusionRequest
+from omni_core.timeouts import TimeoutWatcher
 
 
 class DiffusionEngine:
@@ -33,6 +34,7 @@ class DiffusionEngine:
         self.config = config
         executor_class = config.resolve_executor_class()
         self.executor: DiffusionExecutor = executor_class(config)
+        self._timeouts = TimeoutWatcher(self.executor.abort)
         self._closed = False
 
     @classmethod
@@ -46,12 +48,34 @@ class DiffusionEngine:
     def step(self, requests: Sequence[OmniDiffusionRequest]) -> list[DiffusionOutput]:
         """Run a batch; one output per request, in order (errors in ``output.error``)."""
         self._check_open()
+        if any(self._timeout_of(request) is not None for request in requests):
+            futures = [self.submit(request) for request in requests]
+            return [future.result() for future in futures]
         return self.executor.execute_model(list(requests))
 
     def submit(self, request: OmniDiffusionRequest) -> Future[DiffusionOutput]:
-        """Queue one request; the future resolves to its output."""
+        """Queue one request; the future resolves to its output.
+
+        With a timeout (the request's, else ``config.request_timeout``) the future
+        resolves to a ``RequestTimeoutError`` output once it passes, and the
+        request is aborted.
+        """
         self._check_open()
-        return self.executor.submit(request)
+        future = self.executor.submit(request)
+        seconds = self._timeout_of(request)
+        if seconds is None:
+            return future
+        return self._timeouts.watch(request.request_id, seconds, future)
+
+    def _timeout_of(self, request: OmniDiffusionRequest) -> float | None:
+        timeout = getattr(request, "timeout", None)
+        if isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout > 0:
+            return float(timeout)
+        return self.config.request_timeout
+
+    def abort(self, request_id: str) -> bool:
+        """Abort a queued or running request; True if it will end with ``RequestCancelledError``."""
+        return self.executor.abort(request_id)
 
     def generate(self, prompt: str, **request_fields: Any) -> DiffusionOutput:
         """Run one prompt and return its output, raising if it failed."""
@@ -85,6 +109,7 @@ class DiffusionEngine:
         if self._closed:
             return
         self._closed = True
+        self._timeouts.close()
         self.executor.shutdown()
 
     def __enter__(self) -> DiffusionEngine:

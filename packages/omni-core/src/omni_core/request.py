@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from omni_core.errors import OmniError, classify_exception, failure_from_fields
+from omni_core.errors import OmniError, OverloadedError, classify_exception, failure_from_fields
 from omni_core.images import (
     ImageArray,
     array_from_dict,
@@ -56,6 +56,9 @@ class OmniDiffusionRequest:
     priority: int = 0
     deadline: float | None = None
     tenant: str | None = None
+    timeout: float | None = None
+    """Seconds from submission after which the request fails with ``RequestTimeoutError`` and is
+    aborted (``None``: the config's ``request_timeout``, if any)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict of every field."""
@@ -86,6 +89,8 @@ class DiffusionOutput:
     """The request field at fault, for a validation error."""
     retryable: bool | None = None
     """Whether sending the same request again can help; ``None`` on success."""
+    retry_after: float | None = None
+    """For an overloaded executor: seconds after which a retry is likely to be admitted."""
     seed: int | None = None
     trajectory_latents: npt.NDArray[Any] | None = None
     trajectory_timesteps: list[float] | None = None
@@ -117,7 +122,10 @@ class DiffusionOutput:
         """The failure as an exception of its class (call only when ``error`` is set)."""
         if self.error is None:
             raise ValueError(f"request {self.request_id} did not fail")
-        return failure_from_fields(self.error_type, self.error, self.error_field, self.retryable)
+        failure = failure_from_fields(self.error_type, self.error, self.error_field, self.retryable)
+        if isinstance(failure, OverloadedError):
+            failure.retry_after = self.retry_after
+        return failure
 
     @classmethod
     def failure(cls, request_id: str, error: BaseException) -> DiffusionOutput:
@@ -128,12 +136,14 @@ class DiffusionOutput:
         message keeps the original type and text.
         """
         failure = classify_exception(error)
+        retry_after = getattr(failure, "retry_after", None)
         return cls(
             request_id=request_id,
             error=str(failure) or type(failure).__name__,
             error_type=type(failure).__name__,
             error_field=failure.field,
             retryable=failure.retryable,
+            retry_after=float(retry_after) if isinstance(retry_after, (int, float)) else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -145,6 +155,7 @@ class DiffusionOutput:
             "error_type": self.error_type,
             "error_field": self.error_field,
             "retryable": self.retryable,
+            "retry_after": self.retry_after,
             "seed": self.seed,
             "trajectory_latents": (
                 None if self.trajectory_latents is None else array_to_dict(self.trajectory_latents)

@@ -29,6 +29,8 @@ class RequestLimits:
     max_num_inference_steps: int = 200
     max_outputs_per_prompt: int = 10
     max_prompt_length: int = 4000
+    max_guidance_scale: float = 100.0
+    """Far above any model's useful range (SD uses 1-20); 1e30 would only draw black."""
 
     @classmethod
     def from_config(cls, config: OmniDiffusionConfig) -> RequestLimits:
@@ -37,6 +39,7 @@ class RequestLimits:
             max_num_inference_steps=config.max_num_inference_steps,
             max_outputs_per_prompt=config.max_outputs_per_prompt,
             max_prompt_length=config.max_prompt_length,
+            max_guidance_scale=config.max_guidance_scale,
         )
 
 
@@ -82,8 +85,12 @@ def validate_request(request: OmniDiffusionRequest, limits: RequestLimits) -> No
         value = request.guidance_scale
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise RequestValidationError("guidance_scale", f"must be a finite number, got {value!r}")
-        if value < 0:
-            raise RequestValidationError("guidance_scale", f"must be >= 0, got {value}")
+        if not 0 <= value <= limits.max_guidance_scale:
+            raise RequestValidationError(
+                "guidance_scale",
+                f"must be between 0 and {limits.max_guidance_scale:g} (config max_guidance_scale), "
+                f"got {value}",
+            )
     if request.seed is not None:
         _check_int("seed", request.seed)
         if not 0 <= request.seed <= MAX_SEED:
@@ -95,6 +102,16 @@ def validate_request(request: OmniDiffusionRequest, limits: RequestLimits) -> No
             f"must be between 1 and {limits.max_outputs_per_prompt}, got {request.num_outputs_per_prompt}",
         )
     validate_scheduling_fields(request)
+    timeout = request.timeout
+    if timeout is not None and (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, (int, float))
+        or not math.isfinite(timeout)
+        or timeout <= 0
+    ):
+        raise RequestValidationError(
+            "timeout", f"must be a positive number of seconds or None, got {timeout!r}"
+        )
     if not isinstance(request.return_trajectory, bool):
         raise RequestValidationError("return_trajectory", "must be true or false")
 
@@ -137,6 +154,12 @@ def _check_text(name: str, value: Any, max_length: int, *, required: bool) -> No
         raise RequestValidationError(name, f"must be a string, got {type(value).__name__}")
     if required and not value.strip():
         raise RequestValidationError(name, "must not be empty")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RequestValidationError(
+            name, "holds invalid Unicode (a lone surrogate); send valid UTF-8"
+        ) from None
     if len(value) > max_length:
         raise RequestValidationError(
             name, f"is {len(value)} characters, over the limit of {max_length}; shorten it"

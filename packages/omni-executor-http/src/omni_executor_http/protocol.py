@@ -10,6 +10,7 @@ Torch-free and framework-free.
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -24,7 +25,18 @@ IGNORED_OPENAI_FIELDS = frozenset(
 )
 DIFFUSION_FIELDS = ("negative_prompt", "num_inference_steps", "guidance_scale", "seed")
 SUPPORTED_FIELDS = frozenset(
-    {"prompt", "n", "size", "response_format", "user", "background", "output_format", "stream", "priority"}
+    {
+        "prompt",
+        "n",
+        "size",
+        "response_format",
+        "user",
+        "background",
+        "output_format",
+        "stream",
+        "priority",
+        "timeout",
+    }
     | set(DIFFUSION_FIELDS)
     | IGNORED_OPENAI_FIELDS
 )
@@ -54,6 +66,8 @@ class APIError(Exception):
         self.kind = kind or ("invalid_request_error" if status < 500 else "server_error")
         self.omni = omni
         """omni's failure class, field and retryability, for omni's own clients (others ignore it)."""
+        self.retry_after: float | None = None
+        """Seconds for a ``Retry-After`` header, when a retry later may succeed."""
 
     def body(self) -> dict[str, Any]:
         error: dict[str, Any] = {
@@ -69,6 +83,66 @@ class APIError(Exception):
 
 def invalid(param: str | None, message: str, code: str = "invalid_value") -> APIError:
     return APIError(400, message, param=param, code=code)
+
+
+def parse_json_body(raw: bytes, *, max_depth: int) -> Any:
+    """A request body as JSON, or a 400 that says what is wrong; never a 500.
+
+    Refused before or while parsing: nesting deeper than ``max_depth`` (checked
+    first, so the parser never recurses deep), invalid UTF-8, ``NaN``/``Infinity``
+    (not JSON), integers too long for Python to convert, and duplicate keys
+    (which value would win is a guess).
+    """
+    depth = json_nesting_depth(raw)
+    if depth > max_depth:
+        raise invalid(
+            None, f"request body nests {depth} levels deep, over the limit of {max_depth}", "invalid_json"
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise invalid(None, f"request body is not valid UTF-8: {exc}", "invalid_json") from None
+    try:
+        return json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_object_without_duplicates)
+    except APIError:
+        raise
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, and int() past its digit limit
+        raise invalid(None, f"request body is not valid JSON: {exc}", "invalid_json") from None
+
+
+def json_nesting_depth(raw: bytes) -> int:
+    """The deepest ``[``/``{`` nesting of a JSON text, ignoring brackets inside strings."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
+
+
+def _refuse_constant(name: str) -> Any:
+    raise invalid(None, f"{name} is not a JSON number; send a finite number", "invalid_json")
+
+
+def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise invalid(key, f"field {key!r} appears twice in the body; send it once", "duplicate_field")
+        result[key] = value
+    return result
 
 
 def parse_wire_size(value: Any) -> tuple[int | None, int | None]:
@@ -88,6 +162,20 @@ def _typed(body: dict[str, Any], name: str, kind: type | tuple[type, ...], label
     if isinstance(value, bool) or not isinstance(value, kind):
         raise invalid(name, f"{name} must be {label}, got {type(value).__name__}")
     return value
+
+
+def _number(body: dict[str, Any], name: str) -> float | None:
+    """A JSON number field as a float; an integer too large for a float is a 400, not an OverflowError."""
+    value = _typed(body, name, (int, float), "a number")
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        raise invalid(name, f"{name} is too large") from None
+    if not math.isfinite(number):
+        raise invalid(name, f"{name} must be a finite number")
+    return number
 
 
 def parse_generation_request(body: Any, limits: RequestLimits, *, request_id: str) -> OmniDiffusionRequest:
@@ -117,9 +205,7 @@ def parse_generation_request(body: Any, limits: RequestLimits, *, request_id: st
         raise invalid("stream", "streaming is not supported; leave stream unset or false")
     n = _typed(body, "n", int, "an integer")  # its range is the deployment's limit, checked below
     height, width = parse_wire_size(body.get("size"))
-    guidance = _typed(body, "guidance_scale", (int, float), "a number")
-    if guidance is not None and not math.isfinite(guidance):
-        raise invalid("guidance_scale", "guidance_scale must be a finite number")
+    guidance = _number(body, "guidance_scale")
     user = _typed(body, "user", str, "a string")
     request = OmniDiffusionRequest(
         prompt=prompt,
@@ -127,11 +213,12 @@ def parse_generation_request(body: Any, limits: RequestLimits, *, request_id: st
         height=height,
         width=width,
         num_inference_steps=_typed(body, "num_inference_steps", int, "an integer"),
-        guidance_scale=None if guidance is None else float(guidance),
+        guidance_scale=guidance,
         seed=_typed(body, "seed", int, "an integer"),
         num_outputs_per_prompt=n if n is not None else 1,
         priority=_typed(body, "priority", int, "an integer") or 0,
         tenant=user,
+        timeout=_number(body, "timeout"),
         request_id=request_id,
     )
     try:
@@ -163,4 +250,6 @@ def build_generation_body(request: OmniDiffusionRequest, *, model: str | None = 
         body["priority"] = request.priority
     if request.tenant is not None:
         body["user"] = request.tenant
+    if request.timeout is not None:
+        body["timeout"] = request.timeout
     return body

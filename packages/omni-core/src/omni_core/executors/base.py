@@ -121,6 +121,11 @@ class DiffusionExecutor(ABC):
         """True once :meth:`shutdown` has run."""
         return self._is_shutdown
 
+    @property
+    def dead_reason(self) -> str | None:
+        """Why this executor can run nothing more (it will not recover by itself); None while it can."""
+        return None
+
     def submit(self, request: OmniDiffusionRequest) -> Future[DiffusionOutput]:
         """Run one request asynchronously.
 

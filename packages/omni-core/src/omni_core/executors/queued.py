@@ -52,7 +52,8 @@ class Batch(Generic[SlotT]):
     items: list[QueuedRequest]
     launched: bool = False
     aborted: set[str] = field(default_factory=set)
-    """Requests aborted after dispatch but before launch: dropped at launch."""
+    """Requests aborted after dispatch: dropped at launch, or ended cancelled whatever the slot returns."""
+    started: float = field(default_factory=time.perf_counter)
 
     @property
     def requests(self) -> list[OmniDiffusionRequest]:
@@ -75,6 +76,7 @@ class QueuedDiffusionExecutor(DiffusionExecutor, Generic[SlotT]):
         self._batch_ids = itertools.count()
         self._dead_reason: str | None = None
         self._stopping = False
+        self._service_seconds = MovingAverage()
         self._start_slots()
         self._dispatcher = threading.Thread(
             target=self._dispatch_loop, name=f"omni-dispatch-{type(self).__name__}", daemon=True
@@ -122,7 +124,7 @@ class QueuedDiffusionExecutor(DiffusionExecutor, Generic[SlotT]):
                 error = OverloadedError(
                     f"{len(self._queue)} requests are already queued (max_queued_requests={limit}); "
                     "retry later",
-                    retry_after=1.0,
+                    retry_after=self._drain_estimate(),
                 )
                 future.set_result(DiffusionOutput.failure(request.request_id, error))
                 return future
@@ -130,11 +132,22 @@ class QueuedDiffusionExecutor(DiffusionExecutor, Generic[SlotT]):
             self._lock.notify_all()
         return future
 
+    def _drain_estimate(self) -> float:
+        """Seconds until the queue has room again: batches ahead x recent batch time / slots (>= 1)."""
+        slots = max(1, len(self._ready_slots()))
+        batches_ahead = len(self._queue) / max(1, self.od_config.max_batch_size) + 1
+        return max(1.0, batches_ahead * self._service_seconds.value(default=1.0) / slots)
+
     def _raise_if_unusable(self) -> None:
         if self._stopping or self.is_shutdown:
             raise ExecutorDeadError(f"{type(self).__name__} is shut down; create a new engine")
         if self._dead_reason is not None:
             raise ExecutorDeadError(f"{type(self).__name__} is dead: {self._dead_reason}")
+
+    @property
+    def dead_reason(self) -> str | None:
+        with self._lock:
+            return self._dead_reason
 
     @property
     def queue_depth(self) -> int:
@@ -158,7 +171,7 @@ class QueuedDiffusionExecutor(DiffusionExecutor, Generic[SlotT]):
                 items = self._queue.take_batch(self.od_config.max_batch_size)
                 if not items:
                     continue
-                batch = Batch(next(self._batch_ids), slot, items)
+                batch = Batch(next(self._batch_ids), slot, items)  # started: now
                 dispatched = time.perf_counter()
                 for item in items:
                     item.dispatched = dispatched
@@ -204,9 +217,15 @@ class QueuedDiffusionExecutor(DiffusionExecutor, Generic[SlotT]):
         """Deliver one output per request of the batch; None if it already ended (its slot died)."""
         with self._lock:
             batch = self._inflight.pop(batch_id, None)
+            if batch is not None:
+                self._service_seconds.add(time.perf_counter() - batch.started)
             self._lock.notify_all()
         if batch is None:
             return None
+        outputs = [
+            _cancelled(output.request_id, "while it ran") if output.request_id in batch.aborted else output
+            for output in outputs
+        ]
         if len(outputs) != len(batch.items):
             error = ModelError(f"the slot returned {len(outputs)} outputs for {len(batch.items)} requests")
             outputs = [DiffusionOutput.failure(item.request_id, error) for item in batch.items]
@@ -256,7 +275,11 @@ class QueuedDiffusionExecutor(DiffusionExecutor, Generic[SlotT]):
     # ---------------------------------------------------------------- abort
 
     def abort(self, request_id: str) -> bool:
-        """Cancel a queued request, or stop a running one at its next denoising step."""
+        """Cancel a queued request, or stop a running one at its next denoising step.
+
+        True means the request will end with ``RequestCancelledError``; False that it
+        is unknown here or already finished.
+        """
         with self._lock:
             queued = self._queue.remove(request_id)
             batch = None
@@ -264,15 +287,18 @@ class QueuedDiffusionExecutor(DiffusionExecutor, Generic[SlotT]):
                 batch = next((b for b in self._inflight.values() if b.holds(request_id)), None)
                 if batch is None:
                     return False
+                batch.aborted.add(request_id)
                 if not batch.launched:
-                    batch.aborted.add(request_id)
                     return True
         if queued is not None:
             if queued.future.set_running_or_notify_cancel():
                 queued.future.set_result(_cancelled(request_id, "before it ran"))
             return True
         assert batch is not None
-        return self._abort_running(batch, request_id)
+        # Best effort to stop it at the next step; whatever the slot returns, it ends cancelled
+        # (so True always means cancelled, even if the last step had already run).
+        self._abort_running(batch, request_id)
+        return True
 
     # -------------------------------------------------------- health, stop
 
@@ -297,6 +323,22 @@ class QueuedDiffusionExecutor(DiffusionExecutor, Generic[SlotT]):
             leftover = list(self._inflight)
         for batch_id in leftover:
             self._fail_batch(batch_id, ExecutorDeadError("executor shut down while the request ran"))
+
+
+class MovingAverage:
+    """Exponentially weighted mean of recent batch service times (for Retry-After estimates)."""
+
+    def __init__(self, weight: float = 0.2) -> None:
+        self.weight = weight
+        self._value: float | None = None
+
+    def add(self, sample: float) -> None:
+        self._value = (
+            sample if self._value is None else (1 - self.weight) * self._value + self.weight * sample
+        )
+
+    def value(self, default: float) -> float:
+        return default if self._value is None else self._value
 
 
 def _cancelled(request_id: str, when: str) -> DiffusionOutput:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from omni_core.errors import ModelLoadError, RequestCancelledError, RequestValidationError
+from omni_core.errors import ModelError, ModelLoadError, RequestCancelledError, RequestValidationError
 from omni_core.request import DiffusionOutput, OmniDiffusionRequest
 from omni_core.runner.batching import PlannedRequest, plan_batches
 from omni_core.validation import RequestLimits, check_pixels, validate_request
@@ -295,7 +295,12 @@ class DiffusionModelRunner:
         with torch.inference_mode():
             result = self.pipeline(**kwargs)
         elapsed = time.perf_counter() - started
-        images = to_uint8_images(np.asarray(result.images))
+        raw = np.asarray(result.images)
+        if raw.dtype.kind == "f" and not np.isfinite(raw).all():
+            # A black (NaN) image is not a success: fail the batch, which is then retried one
+            # request at a time so only the request(s) that produce it fail.
+            raise ModelError("the pipeline produced non-finite pixel values (NaN or inf); no image returned")
+        images = to_uint8_images(raw)
 
         outputs: list[DiffusionOutput] = []
         row = 0

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
 import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +28,7 @@ from starlette.routing import Route
 
 from omni_core import DiffusionEngine, DiffusionOutput, RequestLimits
 from omni_core.executors import encode_png_b64
-from omni_executor_http.protocol import GENERATIONS_PATH, APIError, parse_generation_request
+from omni_executor_http.protocol import GENERATIONS_PATH, APIError, parse_generation_request, parse_json_body
 from omni_executor_http.server.failures import api_error_for, retry_after_header
 from omni_executor_http.server.metrics import ServerMetrics
 
@@ -46,6 +46,10 @@ class ServerSettings:
     served_model_name: str = "omni"
     max_body_bytes: int = 64 * 1024
     limits: RequestLimits = field(default_factory=RequestLimits)
+    body_timeout: float = 30.0
+    """Seconds a client has to send its whole body; then 408 and the connection closes."""
+    max_json_depth: int = 32
+    """Deepest nesting a body may have (omni's bodies are flat; a deep one is an attack)."""
 
 
 class ServerState:
@@ -80,7 +84,7 @@ def create_app(
     """Build the app serving ``engine``; the caller owns the engine's lifetime."""
     state = state or ServerState()
     metrics = ServerMetrics()
-    expected_key = settings.api_key.encode() if settings.api_key else None
+    expected_key = settings.api_key.encode("utf-8") if settings.api_key else None
 
     def guarded(route: str, handler: Handler, *, public: bool = False) -> Handler:
         async def endpoint(request: Request) -> Response:
@@ -109,6 +113,8 @@ def create_app(
             except APIError as error:
                 metrics.errors.labels(error.kind).inc()
                 headers = retry_after_header(error)
+                if error.status == 408:
+                    headers = {"Connection": "close"}
                 if error.status == 401:
                     headers = {"WWW-Authenticate": "Bearer"}
                 return error_response(error, headers)
@@ -116,17 +122,22 @@ def create_app(
         return endpoint
 
     async def generations(request: Request) -> Response:
-        body = await _read_json(request, settings.max_body_bytes)
+        body = await _read_json(request, settings)
         omni_request = parse_generation_request(body, settings.limits, request_id=f"img-{uuid.uuid4().hex}")
         metrics.queue_depth.inc()
         try:
             future = engine.submit(omni_request)
-            output: DiffusionOutput = await asyncio.wrap_future(future)
+            output: DiffusionOutput | None = await _result_unless_client_left(request, future)
         except Exception as exc:
             logger.exception("engine failed on %s", omni_request.request_id)
             output = DiffusionOutput.failure(omni_request.request_id, exc)
         finally:
             metrics.queue_depth.dec()
+        if output is None:
+            # The client hung up: nobody will read the images, so stop computing them.
+            aborted = engine.abort(omni_request.request_id)
+            metrics.abandoned.labels("aborted" if aborted else "finished").inc()
+            return Response(status_code=499)
         if output.error is not None:
             raise api_error_for(output)
         pixels = sum(image.shape[0] * image.shape[1] for image in output.output)
@@ -147,11 +158,15 @@ def create_app(
 
     async def health(request: Request) -> Response:
         if state.draining:
-            return JSONResponse({"status": "draining"}, status_code=503)
+            return JSONResponse({"status": "draining"}, status_code=503, headers={"Retry-After": "1"})
         try:
             await run_in_threadpool(engine.check_health)
         except Exception as exc:  # noqa: BLE001 - reported, not raised
-            return JSONResponse({"status": "unhealthy", "reason": str(exc)}, status_code=503)
+            # Details (model path, worker pids) only for callers holding the key.
+            trusted = expected_key is not None and _bearer_matches(request, expected_key)
+            body = {"status": "unhealthy", **({"reason": str(exc)} if trusted else {})}
+            logger.warning("unhealthy: %s", exc)
+            return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
         return JSONResponse({"status": "ok"})
 
     async def models(request: Request) -> Response:
@@ -188,32 +203,66 @@ def create_app(
     return app
 
 
+def _bearer_matches(request: Request, expected: bytes) -> bool:
+    """The raw header bytes against the key's UTF-8 bytes (no Latin-1 decoding in between)."""
+    header = next((value for name, value in request.headers.raw if name.lower() == b"authorization"), b"")
+    scheme, _, token = header.partition(b" ")
+    # compare_digest runs in time independent of where the values differ.
+    return scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), expected)
+
+
 def _check_bearer(request: Request, expected: bytes) -> None:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    # compare_digest runs in time independent of where the strings differ.
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected):
+    if not _bearer_matches(request, expected):
         raise APIError(
             401, "missing or incorrect API key; send 'Authorization: Bearer <key>'", code="invalid_api_key"
         )
 
 
-async def _read_json(request: Request, max_bytes: int) -> Any:
+DISCONNECT_POLL_SECONDS = 0.25
+
+
+async def _result_unless_client_left(
+    request: Request, future: Future[DiffusionOutput]
+) -> DiffusionOutput | None:
+    """The request's output, or None as soon as its client disconnects."""
+    waiting = asyncio.wrap_future(future)
+    while True:
+        done, _ = await asyncio.wait({waiting}, timeout=DISCONNECT_POLL_SECONDS)
+        if done:
+            return waiting.result()
+        if await request.is_disconnected():
+            waiting.cancel()
+            return None
+
+
+async def _read_json(request: Request, settings: ServerSettings) -> Any:
+    max_bytes = settings.max_body_bytes
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
         raise APIError(
             413, f"request body is {declared} bytes, over the limit of {max_bytes}", code="request_too_large"
         )
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.body_timeout
+    stream = request.stream().__aiter__()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(stream.__anext__(), max(0.0, deadline - loop.time()))
+        except StopAsyncIteration:
+            break
+        except asyncio.TimeoutError:
+            raise APIError(
+                408,
+                f"the request body did not arrive within {settings.body_timeout:g} s "
+                "(shorter than its Content-Length?)",
+                code="request_timeout",
+            ) from None
         size += len(chunk)
         if size > max_bytes:
             raise APIError(
                 413, f"request body is over the limit of {max_bytes} bytes", code="request_too_large"
             )
         chunks.append(chunk)
-    try:
-        return json.loads(b"".join(chunks))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise APIError(400, f"request body is not valid JSON: {exc}", code="invalid_json") from None
+    return parse_json_body(b"".join(chunks), max_depth=settings.max_json_depth)

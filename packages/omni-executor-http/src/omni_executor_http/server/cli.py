@@ -38,7 +38,44 @@ from omni_core.cli.parsing import engine_options, parse_options
     help="largest n accepted",
 )
 @click.option("--max-prompt-length", default=RequestLimits.max_prompt_length, show_default=True, type=int)
+@click.option(
+    "--max-guidance-scale",
+    default=RequestLimits.max_guidance_scale,
+    show_default=True,
+    type=float,
+    help="largest guidance_scale accepted",
+)
 @click.option("--max-batch-size", default=8, show_default=True, type=int)
+@click.option(
+    "--max-queued-requests",
+    default=None,
+    type=click.IntRange(min=1),
+    help="requests queued before new ones get 429 with Retry-After [default: no cap]",
+)
+@click.option(
+    "--request-timeout",
+    default=None,
+    type=click.FloatRange(min=0, min_open=True),
+    help="seconds a request may take (queue included) unless it sets 'timeout'; then 504 [default: none]",
+)
+@click.option(
+    "--header-timeout", default=10.0, show_default=True, type=float, help="seconds to send headers, then 408"
+)
+@click.option(
+    "--body-timeout", default=30.0, show_default=True, type=float, help="seconds to send the body, then 408"
+)
+@click.option(
+    "--limit-concurrency",
+    default=1024,
+    show_default=True,
+    type=int,
+    help="open connections and requests at once; past it new ones get 503",
+)
+@click.option(
+    "--exit-on-dead",
+    is_flag=True,
+    help="exit (status 3) once the executor is dead, for deployments where a supervisor restarts the server",
+)
 @click.option("--default-steps", default=None, type=int, help="steps when a request gives none")
 @click.option(
     "--drain-timeout",
@@ -62,7 +99,14 @@ def serve(
     max_steps: int,
     max_outputs_per_prompt: int,
     max_prompt_length: int,
+    max_guidance_scale: float,
     max_batch_size: int,
+    max_queued_requests: int | None,
+    request_timeout: float | None,
+    header_timeout: float,
+    body_timeout: float,
+    limit_concurrency: int,
+    exit_on_dead: bool,
     default_steps: int | None,
     drain_timeout: float,
     log_level: str,
@@ -71,6 +115,7 @@ def serve(
     import uvicorn
 
     from omni_executor_http.server.app import ServerSettings, ServerState, create_app
+    from omni_executor_http.server.connections import header_timeout_protocol
     from omni_executor_http.server.runner import DrainingServer
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -86,6 +131,9 @@ def serve(
             max_num_inference_steps=max_steps,
             max_outputs_per_prompt=max_outputs_per_prompt,
             max_prompt_length=max_prompt_length,
+            max_guidance_scale=max_guidance_scale,
+            max_queued_requests=max_queued_requests,
+            request_timeout=request_timeout,
         )
         engine = DiffusionEngine(config)
     except (OmniError, ValueError, TypeError) as exc:
@@ -96,13 +144,23 @@ def serve(
             served_model_name=served_model_name,
             max_body_bytes=max_body_bytes,
             limits=RequestLimits.from_config(config),
+            body_timeout=body_timeout,
         )
         state = ServerState()
         app = create_app(engine, settings, state)
         server = DrainingServer(
-            uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="off"),
+            uvicorn.Config(
+                app,
+                host=host,
+                port=port,
+                log_level=log_level,
+                lifespan="off",
+                http=header_timeout_protocol(header_timeout),
+                limit_concurrency=limit_concurrency,
+            ),
             state,
             drain_timeout,
+            engine=engine if exit_on_dead else None,
         )
         click.echo(
             f"omni serving {served_model_name!r} with {type(engine.executor).__name__} on "
@@ -112,3 +170,5 @@ def serve(
         server.run()
     finally:
         engine.close()
+    if server.exit_status:
+        raise SystemExit(server.exit_status)

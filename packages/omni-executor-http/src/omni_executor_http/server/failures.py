@@ -8,6 +8,7 @@ omni's HTTP executor raises the same class on its side.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from omni_core import DiffusionOutput
@@ -40,18 +41,20 @@ def api_error_for(output: DiffusionOutput) -> APIError:
     failure = FAILURE_STATUS.get(output.error_type or "", UNKNOWN_FAILURE)
     field = output.error_field
     param = CORE_TO_WIRE_FIELD.get(field, field) if field else None
-    return APIError(
+    error = APIError(
         failure.status,
         output.error or "generation failed",
         param=param,
         code=failure.code,
         omni={"type": output.error_type, "field": field, "retryable": output.retryable},
     )
+    if failure.retry_after:
+        error.retry_after = output.retry_after or 1.0
+    return error
 
 
 def retry_after_header(error: APIError) -> dict[str, str] | None:
-    """``Retry-After: 1`` for answers that say "not now" (429, 503, 504 from the table)."""
-    failure = next((f for f in FAILURE_STATUS.values() if f.code == error.code), None)
-    if (failure is not None and failure.retry_after) or error.status in (429, 503):
-        return {"Retry-After": "1"}
-    return None
+    """``Retry-After`` (whole seconds, at least 1) for answers that say "not now": 429, 503, 504."""
+    if error.retry_after is None and error.status not in (429, 503):
+        return None
+    return {"Retry-After": str(max(1, math.ceil(error.retry_after or 1.0)))}

@@ -34,6 +34,12 @@ class ServerMetrics:
             registry=self.registry,
         )
         self.images = Counter("omni_images_generated", "Images returned", registry=self.registry)
+        self.abandoned = Counter(
+            "omni_requests_abandoned",
+            "Requests whose client disconnected before the answer, by what abort found",
+            ["outcome"],
+            registry=self.registry,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
