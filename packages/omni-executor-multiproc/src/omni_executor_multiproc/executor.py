@@ -8,13 +8,21 @@ and how a batch runs on one (sent down its pipe). One reader thread per
 worker receives progress, results and RPC answers. A worker whose pipe
 closes has died: its in-flight requests fail at once with
 :class:`~omni_core.errors.WorkerDiedError` naming its exit signal, and it is
-restarted (or the executor reports dead).
+restarted. A watchdog declares a worker hung when it sends nothing (not
+even its heartbeat) for ``hang_timeout`` or makes no denoising step for
+``step_timeout`` while it holds work; a hung worker is killed, which the
+reader handles like any death. Restarts back off (Kubernetes style) instead
+of counting against a lifetime cap: a worker whose model cannot load is
+retried while ``check_health`` says why, and serving resumes by itself when
+the model is back.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import itertools
+import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -28,6 +36,8 @@ from omni_executor_multiproc.handle import WorkerHandle, WorkerStartError
 from omni_executor_multiproc.layout import WorkerPlacement, plan_workers
 from omni_executor_multiproc.options import MultiProcOptions
 from omni_executor_multiproc.transport import unpack_images
+
+logger = logging.getLogger(__name__)
 
 
 class MultiProcDiffusionExecutor(QueuedDiffusionExecutor[WorkerHandle]):
@@ -44,6 +54,12 @@ class MultiProcDiffusionExecutor(QueuedDiffusionExecutor[WorkerHandle]):
         self._rpc_calls: dict[tuple[int, int], Future[Any]] = {}
         self._call_ids = itertools.count()
         self._restart_threads: list[threading.Thread] = []
+        self._restart_history: dict[int, collections.deque[float]] = collections.defaultdict(
+            collections.deque
+        )
+        self._recovering: dict[int, str] = {}
+        """Ranks being restarted, and what the last attempt said (for health and fast failure)."""
+        self._stop_event = threading.Event()
         self.placements = plan_workers(self.od_config, self.options)
         handles = [self._spawn(p) for p in self.placements]
         deadline = time.monotonic() + self.options.startup_timeout
@@ -63,17 +79,25 @@ class MultiProcDiffusionExecutor(QueuedDiffusionExecutor[WorkerHandle]):
         for handle in handles:
             self._workers[handle.rank] = handle
             handle.start_reader(self._on_message, self._on_worker_exit)
+        threading.Thread(target=self._watch_for_hangs, name="omni-mp-watchdog", daemon=True).start()
 
     def _model_label(self) -> str:
         return self.od_config.model_name_or_path or "<built-in default model>"
 
     def _spawn(self, placement: WorkerPlacement, restarts: int = 0) -> WorkerHandle:
-        return WorkerHandle(placement, self.od_config, self.options.image_transport, restarts)
+        return WorkerHandle(
+            placement,
+            self.od_config,
+            self.options.image_transport,
+            restarts,
+            heartbeat_interval=min(1.0, self.options.hang_timeout / 4),
+        )
 
     def _ready_slots(self) -> Sequence[WorkerHandle]:
         return [w for _, w in sorted(self._workers.items()) if w.alive]
 
     def _launch(self, batch: Batch[WorkerHandle]) -> None:
+        batch.slot.last_progress = time.monotonic()
         # If the worker died meanwhile, its reader fails this batch with the exit signal.
         with contextlib.suppress(OSError, ValueError):
             batch.slot.send(("execute", batch.batch_id, batch.requests))
@@ -118,43 +142,94 @@ class MultiProcDiffusionExecutor(QueuedDiffusionExecutor[WorkerHandle]):
             worker.alive = False
             rpc_futures = [self._rpc_calls.pop(key) for key in list(self._rpc_calls) if key[0] == worker.rank]
             stopping = self._stopping
-            restart = (
-                not stopping and self.options.restart_workers and worker.restarts < self.options.max_restarts
-            )
+            restart = not stopping and self.options.restart_workers
         when = "while running this request" if not stopping else "during shutdown"
         self._fail_slot(worker, WorkerDiedError(f"{reason} {when}"))
         for future in rpc_futures:
             if not future.done():
                 future.set_exception(WorkerDiedError(reason))
         if restart:
+            with self._lock:
+                self._recovering[worker.rank] = f"worker {worker.rank} is restarting after it {how}"
             thread = threading.Thread(
                 target=self._restart, args=(worker,), name=f"omni-restart-{worker.rank}", daemon=True
             )
             self._restart_threads.append(thread)
             thread.start()
         elif not stopping:
-            why = (
-                "worker restarts are disabled"
-                if not self.options.restart_workers
-                else f"it was already restarted {worker.restarts} time(s)"
-            )
-            self._mark_dead(f"{reason}; {why}")
+            self._mark_dead(f"{reason}; worker restarts are disabled")
 
     def _restart(self, old: WorkerHandle) -> None:
+        """Replace ``old``, backing off while replacements fail (e.g. the model folder is gone)."""
         old.stop()
-        try:
-            handle = self._spawn(old.placement, restarts=old.restarts + 1)
-            handle.wait_ready(time.monotonic() + self.options.startup_timeout)
-        except Exception as exc:  # noqa: BLE001 - a failed restart makes the executor dead, loudly
-            self._mark_dead(f"worker {old.rank} died and could not be restarted: {exc}")
-            return
-        with self._lock:
-            if self._stopping:
-                handle.stop()
+        rank = old.rank
+        history = self._restart_history[rank]
+        while not self._stop_event.is_set():
+            now = time.monotonic()
+            while history and now - history[0] > self.options.restart_window:
+                history.popleft()  # a rank that stayed healthy a whole window starts from zero
+            limit = self.options.max_restarts
+            if limit is not None and len(history) >= limit:
+                self._mark_dead(
+                    f"worker {rank} needed {len(history)} restarts within {self.options.restart_window:g} s "
+                    f"(max_restarts={limit}); last: {self._recovering.get(rank, 'unknown')}"
+                )
                 return
-            self._workers[handle.rank] = handle
-            handle.start_reader(self._on_message, self._on_worker_exit)
-            self._lock.notify_all()
+            delay = (
+                0.0
+                if not history
+                else min(
+                    self.options.max_restart_backoff, self.options.restart_backoff * 2 ** (len(history) - 1)
+                )
+            )
+            if self._stop_event.wait(delay):
+                return
+            history.append(time.monotonic())
+            try:
+                handle = self._spawn(old.placement, restarts=old.restarts + 1)
+                handle.wait_ready(time.monotonic() + self.options.startup_timeout)
+            except Exception as exc:  # noqa: BLE001 - reported by health, retried with back-off
+                reason = f"worker {rank} could not be restarted ({len(history)} tries recently): {exc}"
+                logger.warning("%s", reason)
+                with self._lock:
+                    self._recovering[rank] = reason
+                    nothing_ready = not self._ready_slots()
+                if nothing_ready:
+                    self._fail_queued(ExecutorDeadError(reason, retryable=True))
+                continue
+            with self._lock:
+                if self._stopping:
+                    handle.stop()
+                    return
+                self._workers[rank] = handle
+                self._recovering.pop(rank, None)
+                handle.start_reader(self._on_message, self._on_worker_exit)
+                self._lock.notify_all()
+            return
+
+    def _unavailable_reason(self) -> str | None:
+        # Fail fast only once a restart has failed and nothing else can serve: a routine
+        # restart after a crash takes seconds, and requests simply wait for it.
+        if self._ready_slots() or not any("could not be restarted" in r for r in self._recovering.values()):
+            return None
+        return "; ".join(self._recovering.values())
+
+    # ---------------------------------------------------------------- watchdog
+
+    def _watch_for_hangs(self) -> None:
+        interval = min(1.0, self.options.hang_timeout / 4)
+        while not self._stop_event.wait(interval):
+            now = time.monotonic()
+            with self._lock:
+                workers = [w for w in self._workers.values() if w.alive and w.hung is None]
+                busy = {id(b.slot) for b in self._inflight.values() if b.launched}
+            for worker in workers:
+                silent = now - worker.last_seen
+                stalled = now - worker.last_progress
+                if silent > self.options.hang_timeout:
+                    worker.kill_hung(f"no message, not even a heartbeat, for {silent:.0f} s (hang_timeout)")
+                elif id(worker) in busy and stalled > self.options.step_timeout:
+                    worker.kill_hung(f"no denoising step for {stalled:.0f} s (step_timeout)")
 
     # --------------------------------------------------------------------- rpc
 
@@ -205,11 +280,17 @@ class MultiProcDiffusionExecutor(QueuedDiffusionExecutor[WorkerHandle]):
 
     def _check_slots(self) -> None:
         with self._lock:
-            down = [w.rank for w in self._workers.values() if not w.is_alive()]
+            recovering = dict(self._recovering)
+            down = [w.rank for w in self._workers.values() if not w.is_alive() or w.hung is not None]
+        if recovering:
+            raise ExecutorDeadError("; ".join(recovering.values()), retryable=True)
         if down:
-            raise ExecutorDeadError(f"worker(s) {down} are down (restarting)")
+            raise ExecutorDeadError(f"worker(s) {down} are down (restarting)", retryable=True)
 
     def _stop_slots(self) -> None:
+        stop = getattr(self, "_stop_event", None)
+        if stop is not None:
+            stop.set()
         for thread in list(getattr(self, "_restart_threads", [])):
             thread.join()
         with self._lock:

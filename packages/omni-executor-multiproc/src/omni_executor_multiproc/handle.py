@@ -70,11 +70,18 @@ class WorkerHandle:
         config: OmniDiffusionConfig,
         image_transport: str,
         restarts: int = 0,
+        heartbeat_interval: float = 1.0,
     ) -> None:
         self.placement = placement
         self.restarts = restarts
         self.info: dict[str, Any] = {}
         self.alive = False
+        self.last_seen = time.monotonic()
+        """When the worker last sent anything (heartbeats included)."""
+        self.last_progress = time.monotonic()
+        """When it last finished a denoising step or was handed a batch."""
+        self.hung: str | None = None
+        """Why the parent declared it hung (then it is killed)."""
         self._send_lock = threading.Lock()
         self._reader: threading.Thread | None = None
         self.conn, child_conn = Pipe(duplex=True)
@@ -102,6 +109,7 @@ class WorkerHandle:
             config_fields=worker_config_fields(config),
             image_transport=image_transport,
             parent_pid=os.getpid(),
+            heartbeat_interval=heartbeat_interval,
         )
         with contextlib.suppress(OSError):  # a worker that died at once is reported by wait_ready
             self.send(("spec", spec))
@@ -157,7 +165,11 @@ class WorkerHandle:
                     message = self.conn.recv()
                 except (EOFError, OSError):
                     break
-                on_message(self, message)
+                self.last_seen = time.monotonic()
+                if message[0] == "progress":
+                    self.last_progress = self.last_seen
+                if message[0] != "heartbeat":
+                    on_message(self, message)
             on_exit(self)
 
         self._reader = threading.Thread(target=read, name=f"omni-reader-{self.rank}", daemon=True)
@@ -167,12 +179,20 @@ class WorkerHandle:
         with self._send_lock:
             self.conn.send(message)
 
+    def kill_hung(self, reason: str) -> None:
+        """Declare the worker hung and kill it; its reader then reports the exit."""
+        self.hung = reason
+        with contextlib.suppress(OSError):
+            self.process.kill()
+
     def describe_exit(self) -> str:
         """'exited with code 1' / 'was killed by signal SIGKILL', after reaping the process."""
         try:
             code = self.process.wait(timeout=JOIN_SECONDS)
         except subprocess.TimeoutExpired:
             return "stopped responding"
+        if self.hung is not None:
+            return f"hung ({self.hung}) and was killed"
         if code < 0:
             try:
                 name = signal.Signals(-code).name

@@ -17,9 +17,22 @@ class MultiProcOptions:
     threads_per_worker: int | None = field(default=None, metadata=at_least(1))
     """torch threads per CPU worker; ``None`` = cores // workers (at least 1)."""
     restart_workers: bool = True
-    """Replace a worker that died; if False (or past ``max_restarts``) the executor reports dead."""
-    max_restarts: int = field(default=3, metadata=at_least(0))
-    """Restarts allowed per worker rank, so a model that crashes on load cannot loop forever."""
+    """Replace a worker that died or hung; if False the executor reports dead instead."""
+    max_restarts: int | None = field(default=None, metadata=at_least(0))
+    """Restarts of one rank within ``restart_window`` before the executor reports dead; ``None``:
+    never give up (keep retrying with back-off, like Kubernetes' CrashLoopBackOff)."""
+    restart_window: float = field(default=300.0, metadata=above(0))
+    """Seconds a restart counts against a rank; a rank healthy this long starts again from zero."""
+    restart_backoff: float = field(default=1.0, metadata=above(0))
+    """Wait before the 2nd restart within the window; doubled each time after that."""
+    max_restart_backoff: float = field(default=60.0, metadata=above(0))
+    """Longest wait between restarts of a rank (e.g. while its model folder is missing)."""
+    hang_timeout: float = field(default=30.0, metadata=above(0))
+    """A worker that sends nothing, not even its 1 s heartbeat, this long is hung: killed and replaced.
+    The heartbeat comes from its own thread, which torch's long operations do not block."""
+    step_timeout: float = field(default=600.0, metadata=above(0))
+    """A worker holding work that finishes no denoising step this long is hung. Generous by default:
+    a large model's first step on a busy CPU can take minutes; lower it for GPU deployments."""
     startup_timeout: float = field(default=600.0, metadata=above(0))
     """Seconds to wait for every worker to load the model."""
     image_transport: Literal["auto", "shm", "pipe"] = "auto"

@@ -9,7 +9,7 @@ machine, never a network peer:
 
 parent → worker  ``("spec", WorkerSpec)`` first, then ``("execute", batch_id, requests)``,
                  ``("rpc", call_id, method, args, kwargs)``, ``("abort", request_id)``, ``("shutdown",)``
-worker → parent  ``("ready", info)``, ``("load_error", type, message_with_traceback)``,
+worker → parent  ``("ready", info)``, ``("load_error", type, message_with_traceback)``, ``("heartbeat",)``,
                  ``("progress", batch_id, request_ids, step, total)``,
                  ``("result", batch_id, outputs, packed_images)``,
                  ``("rpc_result", call_id, ok, value)``
@@ -52,6 +52,8 @@ class WorkerSpec:
     """The base config's fields (a user's config subclass need not be importable here)."""
     image_transport: str
     parent_pid: int
+    heartbeat_interval: float = 1.0
+    """Seconds between heartbeats, so the parent can tell a hung worker from a slow one."""
 
 
 def worker_config_fields(config: OmniDiffusionConfig) -> dict[str, Any]:
@@ -100,16 +102,46 @@ def worker_main(spec: WorkerSpec, conn: Connection) -> None:
         conn.send(("load_error", type(exc).__name__, detail))
         conn.close()
         return
-    conn.send(("ready", runner.describe()))
-    WorkerLoop(spec, conn, runner).run()
+    sender = LockedSender(conn)
+    sender.send(("ready", runner.describe()))
+    _start_heartbeat(sender, spec.heartbeat_interval)
+    WorkerLoop(spec, conn, runner, sender).run()
+
+
+class LockedSender:
+    """The pipe's sending side, shared by the serving loop and the heartbeat thread."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._lock = threading.Lock()
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        with self._lock:
+            self._conn.send(message)
+
+
+def _start_heartbeat(sender: LockedSender, interval: float) -> None:
+    """A heartbeat from a thread of its own: it keeps beating while torch computes (torch releases
+    the GIL), and stops when the process is stopped or wedged, which is what the parent watches for."""
+
+    def beat() -> None:
+        while True:
+            time.sleep(interval)
+            try:
+                sender.send(("heartbeat",))
+            except (OSError, ValueError):
+                return
+
+    threading.Thread(target=beat, name="omni-heartbeat", daemon=True).start()
 
 
 class WorkerLoop:
     """Serves one message at a time; a pipeline is not thread-safe, so no concurrency here."""
 
-    def __init__(self, spec: WorkerSpec, conn: Connection, runner: Any) -> None:
+    def __init__(self, spec: WorkerSpec, conn: Connection, runner: Any, sender: LockedSender) -> None:
         self.spec = spec
         self.conn = conn
+        self.sender = sender
         self.runner = runner
         self.backlog: deque[tuple[Any, ...]] = deque()
 
@@ -140,7 +172,7 @@ class WorkerLoop:
         from omni_executor_multiproc.transport import pack_images
 
         def on_step(request_ids: Sequence[str], step: int, total: int) -> None:
-            self.conn.send(("progress", batch_id, list(request_ids), step, total))
+            self.sender.send(("progress", batch_id, list(request_ids), step, total))
             self._read_between_steps()
 
         started = time.perf_counter()
@@ -157,12 +189,12 @@ class WorkerLoop:
             output.output = []
             output.timings["worker"] = worker_seconds
         packed = pack_images(images, self.spec.image_transport)
-        self.conn.send(("result", batch_id, outputs, packed))
+        self.sender.send(("result", batch_id, outputs, packed))
 
     def _rpc(self, call_id: int, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         target = None if method.startswith("_") else getattr(self.runner, method, None)
         if not callable(target):
-            self.conn.send(
+            self.sender.send(
                 ("rpc_result", call_id, False, f"AttributeError: worker has no public method {method!r}")
             )
             return
@@ -170,9 +202,9 @@ class WorkerLoop:
             value = target(*args, **kwargs)
         except Exception as exc:  # noqa: BLE001 - sent back to the caller
             detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-            self.conn.send(("rpc_result", call_id, False, detail))
+            self.sender.send(("rpc_result", call_id, False, detail))
             return
-        self.conn.send(("rpc_result", call_id, True, value))
+        self.sender.send(("rpc_result", call_id, True, value))
 
 
 def _explains_itself(exc: BaseException) -> bool:

@@ -113,12 +113,22 @@ class QueuedDiffusionExecutor(DiffusionExecutor, Generic[SlotT]):
     def _check_slots(self) -> None:
         """Raise if the slots are unhealthy (the executor itself is usable)."""
 
+    def _unavailable_reason(self) -> str | None:
+        """Why no request can be admitted now though the executor may recover (called with the lock);
+        such requests fail at once with a retryable ``ExecutorDeadError`` instead of waiting."""
+        return None
+
     # --------------------------------------------------------------- submit
 
     def submit(self, request: OmniDiffusionRequest) -> Future[DiffusionOutput]:
         future: Future[DiffusionOutput] = Future()
         with self._lock:
             self._raise_if_unusable()
+            unavailable = self._unavailable_reason()
+            if unavailable is not None:
+                down = ExecutorDeadError(unavailable, retryable=True)
+                future.set_result(DiffusionOutput.failure(request.request_id, down))
+                return future
             limit = self.od_config.max_queued_requests
             if limit is not None and len(self._queue) >= limit:
                 error = OverloadedError(
