@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -11,7 +14,7 @@ import boto3
 import numpy as np
 import pytest
 
-from omni_core import DiffusionEngine, OmniDiffusionRequest
+from omni_core import DiffusionEngine, OmniDiffusionConfig, OmniDiffusionRequest
 from omni_core.errors import ExecutorDeadError
 from omni_executor_lambda import LambdaDiffusionExecutor
 from omni_executor_lambda.local import LocalLambdaService
@@ -197,3 +200,35 @@ def test_bad_options_name_the_field() -> None:
         DiffusionEngine(executor_class="lambda", executor_options={"concurrency": 0})
     with pytest.raises(Exception, match="endpoint_url must start with http"):
         DiffusionEngine(executor_class="lambda", executor_options={"endpoint_url": "localhost:9001"})
+
+
+def test_check_health_answers_within_its_timeout_when_the_endpoint_stalls() -> None:
+    # A loopback endpoint that accepts connections and never answers.
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                accepted.append(listener.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    endpoint = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    config = OmniDiffusionConfig(
+        executor_class="lambda",
+        executor_options={"function_name": "omni", "endpoint_url": endpoint, "health_timeout": 1.0},
+    )
+    try:
+        with DiffusionEngine(config) as engine, ThreadPoolExecutor(1) as pool:
+            probe = pool.submit(engine.check_health)
+            with pytest.raises(ExecutorDeadError, match="cannot be invoked"):
+                probe.result(timeout=15)  # bounded: the invocation client would wait ~15.5 min
+    finally:
+        stop.set()
+        thread.join()
+        for connection in accepted:
+            connection.close()
+        listener.close()

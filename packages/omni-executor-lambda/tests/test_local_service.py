@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -142,3 +145,76 @@ def test_stopping_the_service_leaves_no_process(tmp_path: Path) -> None:
         pid = json.loads(lam.invoke(FunctionName="echo", Payload=b"{}")["Payload"].read())["pid"]
         assert Path(f"/proc/{pid}").exists()
     assert not Path(f"/proc/{pid}").exists()
+
+
+SERVICE_SCRIPT = """
+import sys, time
+from pathlib import Path
+from omni_executor_lambda.local import LocalFunction, LocalLambdaService
+function = LocalFunction("echo", handler="omni_test_handlers.echo", code_dir=Path(sys.argv[1]))
+service = LocalLambdaService([function], port=0)
+service.start()
+print(service.endpoint_url, flush=True)
+time.sleep(600)
+"""
+
+
+def environments_of(service_pid: int) -> set[int]:
+    """PIDs of execution environments started by the service ``service_pid`` (from /proc)."""
+    found = set()
+    marker = f"OMNI_LAMBDA_SERVICE_PID={service_pid}".encode()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker in (entry / "environ").read_bytes().split(b"\0"):
+                    found.add(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_environments_exit_when_the_service_is_killed() -> None:
+    service = subprocess.Popen(
+        [sys.executable, "-c", SERVICE_SCRIPT, str(CODE_DIR)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert service.stdout is not None
+        endpoint = service.stdout.readline().strip()
+        lam = boto3.client("lambda", endpoint_url=endpoint)
+        lam.invoke(FunctionName="echo", InvocationType="Event", Payload=json.dumps({"sleep": 120}).encode())
+        deadline = time.monotonic() + 30
+        while not environments_of(service.pid):
+            assert time.monotonic() < deadline, "no environment started"
+            time.sleep(0.1)
+        environments = environments_of(service.pid)
+        deadline = time.monotonic() + 30
+        while not any(_sleeping_in_handler(pid) for pid in environments):
+            assert time.monotonic() < deadline, "the handler never started"
+            time.sleep(0.1)
+        service.kill()  # SIGKILL: no cleanup runs in the service
+        service.wait(10)
+        deadline = time.monotonic() + 10
+        while any(Path(f"/proc/{pid}").exists() and not _zombie(pid) for pid in environments):
+            assert time.monotonic() < deadline, f"environments {environments} outlived the service"
+            time.sleep(0.1)
+    finally:
+        if service.poll() is None:
+            service.kill()
+
+
+def _sleeping_in_handler(pid: int) -> bool:
+    """The environment's main thread sits in the handler's time.sleep (wchan: a timer wait)."""
+    try:
+        return (
+            "hrtimer" in Path(f"/proc/{pid}/wchan").read_text()
+            or "nanosleep" in Path(f"/proc/{pid}/wchan").read_text()
+        )
+    except OSError:
+        return False
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return "\nState:\tZ" in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True

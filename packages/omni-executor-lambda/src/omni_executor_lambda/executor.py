@@ -71,6 +71,9 @@ class LambdaOptions:
     """Where offloaded images are read; ``None``: AWS (or ``AWS_ENDPOINT_URL[_S3]``)."""
     log_tail: bool = False
     """Ask for the last 4 KB of the function's log and append it to function errors."""
+    health_timeout: float = field(default=5.0, metadata=above(0))
+    """Seconds ``check_health`` (a DryRun invocation) may take; a server's /health must answer fast
+    even when the Lambda endpoint stalls (the invocation client waits up to the function timeout)."""
 
     def __post_init__(self) -> None:
         if not self.function_name:
@@ -101,6 +104,14 @@ class LambdaDiffusionExecutor(DiffusionExecutor):
         )
         self._s3: Any = None
         self._s3_lock = threading.Lock()
+        # Its own client: the invocation client's read timeout is the function's (up to 15 min).
+        self.health_client = make_lambda_client(
+            region=self.region,
+            endpoint_url=options.endpoint_url,
+            read_timeout=options.health_timeout,
+            connect_timeout=min(options.connect_timeout, options.health_timeout),
+            max_connections=1,
+        )
 
     # ------------------------------------------------------------ requests
 
@@ -252,10 +263,11 @@ class LambdaDiffusionExecutor(DiffusionExecutor):
         kwargs: dict[str, Any] = {"FunctionName": self.options.function_name, "InvocationType": "DryRun"}
         if self.options.qualifier:
             kwargs["Qualifier"] = self.options.qualifier
-        self.client.invoke(**kwargs)
+        self.health_client.invoke(**kwargs)
 
     def shutdown(self) -> None:
         self.client.close()
+        self.health_client.close()
         if self._s3 is not None:
             self._s3.close()
 

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import signal
+import sys
 import time
 import uuid
 from collections.abc import Callable, Coroutine
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from omni_executor_lambda.local.bootstrap import SERVICE_PID_VARIABLE
 from omni_executor_lambda.local.functions import LATEST, LocalFunction
 
 LOG_TAIL_BYTES = 4096
@@ -125,6 +127,7 @@ class ExecutionEnvironment:
                 "_HANDLER": function.handler,
                 "PYTHONPATH": task_root,
                 "PYTHONUNBUFFERED": "1",
+                SERVICE_PID_VARIABLE: str(os.getpid()),
                 "TZ": ":UTC",
             }
         )
@@ -136,7 +139,10 @@ class ExecutionEnvironment:
         self.process = await asyncio.create_subprocess_exec(
             self.function.python,
             "-m",
-            "awslambdaric",
+            # awslambdaric, exiting when this service dies (needs omni in that interpreter)
+            "omni_executor_lambda.local.bootstrap"
+            if self.function.python == sys.executable
+            else "awslambdaric",
             self.function.handler,
             env=self.environ(),
             cwd=str(self.function.code_dir or Path.cwd()),

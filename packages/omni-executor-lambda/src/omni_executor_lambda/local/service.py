@@ -233,7 +233,7 @@ class LocalLambdaService:
         if body:
             try:
                 json.loads(body)
-            except ValueError:
+            except (ValueError, RecursionError):  # also: integers past int()'s limit, deep nesting
                 return _aws_error(
                     400, "InvalidRequestContentException", "Could not parse request body into json"
                 )
