@@ -9,6 +9,7 @@ gigabytes of CUDA packages.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import nox
@@ -87,7 +88,8 @@ def in_workspace(session: nox.Session, program: str, *args: str) -> None:
     binary = WORKSPACE / "bin" / program
     if not binary.exists():
         session.error(f"{binary} is missing; run: nox -s workspace {session.name}")
-    session.run(str(binary), *args, external=True, env={"VIRTUAL_ENV": str(WORKSPACE)})
+    path = f"{WORKSPACE / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"  # its console scripts (omni) first
+    session.run(str(binary), *args, external=True, env={"VIRTUAL_ENV": str(WORKSPACE), "PATH": path})
 
 
 @nox.session
