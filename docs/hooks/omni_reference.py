@@ -39,6 +39,7 @@ def _http_fields() -> str:
         "num_inference_steps": "diffusion field (vllm-omni)",
         "guidance_scale": "diffusion field (vllm-omni)",
         "seed": "diffusion field (vllm-omni); same seed, same image",
+        "timeout": "seconds before the request fails with 504 and is aborted (omni)",
     }
     rows = ["| field | meaning |", "|---|---|"]
     for name in sorted(protocol.SUPPORTED_FIELDS - protocol.IGNORED_OPENAI_FIELDS):
@@ -57,6 +58,7 @@ def _limits() -> str:
         "max_num_inference_steps": "--max-steps",
         "max_outputs_per_prompt": "--max-outputs-per-prompt",
         "max_prompt_length": "--max-prompt-length",
+        "max_guidance_scale": "--max-guidance-scale",
     }
     for field in dataclasses.fields(RequestLimits):
         rows.append(f"| `{field.name}` | {field.default} | `{flags.get(field.name, '')}` |")
