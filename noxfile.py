@@ -31,7 +31,7 @@ PACKAGES: dict[str, str] = {
 PACKAGE_TEST_DEPS: dict[str, tuple[str, ...]] = {
     "omni-core": ("scikit-learn>=1.3",),  # the digits oracle
     "omni-executor-http": ("openai>=1.40",),
-    "omni-executor-lambda": ("moto[s3,server]>=5.0",),  # a local S3; AWS itself cannot be reached
+    "omni-executor-lambda": ("moto[s3,server]>=5.0", "httpx>=0.27"),  # moto: a local S3 (AWS cannot be reached)
 }
 # Packages whose plain install (no extras) must not pull in torch.
 LIGHT_PACKAGES: dict[str, tuple[str, ...]] = {

@@ -17,6 +17,7 @@ from omni_core import (
     OmniDiffusionConfig,
     OmniDiffusionRequest,
     ProgressEvent,
+    RequestTimeoutError,
 )
 from omni_core.images import decode_png
 
@@ -146,3 +147,34 @@ def test_abort_stops_a_running_request_between_steps_and_spares_its_batch(engine
     assert outputs[1].ok, outputs[1].error
     assert steps[neighbour.request_id] == 100  # re-run alone to the end
     assert not engine.executor.abort(victim.request_id)  # finished: nothing to abort
+
+
+def test_a_request_past_its_timeout_fails_with_the_timeout_class_and_is_aborted(
+    engine: DiffusionEngine,
+) -> None:
+    steps: list[int] = []
+    slow = req(5, height=256, width=256, num_inference_steps=200, timeout=0.5)
+    remove = engine.add_progress_listener(
+        lambda event: steps.append(event.step) if event.request_id == slow.request_id else None
+    )
+    output = engine.submit(slow).result(timeout=60)
+    assert (output.error_type, output.retryable) == ("RequestTimeoutError", True)
+    with pytest.raises(RequestTimeoutError, match=r"timeout of 0\.5 s"):
+        output.raise_for_error()
+    after = engine.step([req(6)])[0]  # the engine stays usable: the slow one was aborted, not left running
+    remove()
+    assert after.ok
+    assert len(steps) < 200  # it stopped between steps instead of running to the end
+
+
+def test_the_configs_request_timeout_applies_unless_a_request_sets_its_own(tiny_model: Path) -> None:
+    config = OmniDiffusionConfig(
+        model_name_or_path=str(tiny_model), executor_class="inproc", request_timeout=0.3
+    )
+    with DiffusionEngine(config) as timed:
+        slow = timed.step([req(7, height=256, width=256, num_inference_steps=200)])[0]
+        assert slow.error_type == "RequestTimeoutError"
+        own = timed.step([req(8, timeout=120)])[0]
+        assert own.ok
+    with pytest.raises(ValueError, match="request_timeout"):
+        OmniDiffusionConfig(request_timeout=-1)

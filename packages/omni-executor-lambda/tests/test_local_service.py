@@ -15,6 +15,7 @@ from typing import Any
 import boto3
 import botocore.config
 import botocore.exceptions
+import httpx
 import pytest
 
 from omni_executor_lambda.local import LocalFunction, LocalLambdaService
@@ -218,3 +219,20 @@ def _zombie(pid: int) -> bool:
         return "\nState:\tZ" in Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return True
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"[" * 30000 + b"]" * 30000, b'{"seed": ' + b"9" * 5000 + b"}", b"{not json", b'{"a": "\xff"}'],
+    ids=["nested-30000", "int-5000-digits", "not-json", "invalid-utf8"],
+)
+def test_hostile_payloads_are_400_like_lambda_and_the_service_keeps_serving(
+    echo_service: LocalLambdaService, payload: bytes
+) -> None:
+    response = httpx.post(
+        f"{echo_service.endpoint_url}/2015-03-31/functions/events/invocations", content=payload, timeout=30
+    )
+    assert response.status_code == 400, response.text
+    assert response.headers.get("x-amzn-ErrorType", "").startswith("InvalidRequestContentException")
+    lam = boto3.client("lambda", endpoint_url=echo_service.endpoint_url)
+    assert lam.invoke(FunctionName="events", Payload=b"{}")["StatusCode"] == 200

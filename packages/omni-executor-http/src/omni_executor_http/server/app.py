@@ -27,7 +27,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from omni_core import DiffusionEngine, DiffusionOutput, RequestLimits
-from omni_core.executors import encode_png_b64
+from omni_core.executors import ProgressEvent, encode_png_b64
 from omni_executor_http.protocol import GENERATIONS_PATH, APIError, parse_generation_request, parse_json_body
 from omni_executor_http.server.failures import api_error_for, retry_after_header
 from omni_executor_http.server.metrics import ServerMetrics
@@ -74,6 +74,31 @@ class ServerState:
             self._inflight -= 1
 
 
+class AbandonedRequests:
+    """Requests whose client left, until they end: the denoising steps still run for them are
+    counted (``omni_abandoned_steps_total``), which is what aborting them is meant to keep near 0."""
+
+    def __init__(self, metrics: ServerMetrics) -> None:
+        self._metrics = metrics
+        self._ids: set[str] = set()
+        self._lock = threading.Lock()
+
+    def add(self, request_id: str, future: Future[DiffusionOutput]) -> None:
+        with self._lock:
+            self._ids.add(request_id)
+        future.add_done_callback(lambda _: self._discard(request_id))
+
+    def _discard(self, request_id: str) -> None:
+        with self._lock:
+            self._ids.discard(request_id)
+
+    def on_step(self, event: ProgressEvent) -> None:
+        with self._lock:
+            wasted = event.request_id in self._ids
+        if wasted:
+            self._metrics.abandoned_steps.inc()
+
+
 def error_response(error: APIError, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(error.body(), status_code=error.status, headers=headers)
 
@@ -84,6 +109,8 @@ def create_app(
     """Build the app serving ``engine``; the caller owns the engine's lifetime."""
     state = state or ServerState()
     metrics = ServerMetrics()
+    abandoned = AbandonedRequests(metrics)
+    engine.add_progress_listener(abandoned.on_step)
     expected_key = settings.api_key.encode("utf-8") if settings.api_key else None
 
     def guarded(route: str, handler: Handler, *, public: bool = False) -> Handler:
@@ -135,6 +162,7 @@ def create_app(
             metrics.queue_depth.dec()
         if output is None:
             # The client hung up: nobody will read the images, so stop computing them.
+            abandoned.add(omni_request.request_id, future)
             aborted = engine.abort(omni_request.request_id)
             metrics.abandoned.labels("aborted" if aborted else "finished").inc()
             return Response(status_code=499)

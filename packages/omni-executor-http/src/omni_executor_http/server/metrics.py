@@ -40,6 +40,11 @@ class ServerMetrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.abandoned_steps = Counter(
+            "omni_abandoned_steps",
+            "Denoising steps run for requests after their client disconnected",
+            registry=self.registry,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
