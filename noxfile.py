@@ -31,7 +31,10 @@ PACKAGES: dict[str, str] = {
 PACKAGE_TEST_DEPS: dict[str, tuple[str, ...]] = {
     "omni-core": ("scikit-learn>=1.3",),  # the digits oracle
     "omni-executor-http": ("openai>=1.40",),
-    "omni-executor-lambda": ("moto[s3,server]>=5.0", "httpx>=0.27"),  # moto: a local S3 (AWS cannot be reached)
+    "omni-executor-lambda": (
+        "moto[s3,server]>=5.0",
+        "httpx>=0.27",
+    ),  # moto: a local S3 (AWS cannot be reached)
 }
 # Packages whose plain install (no extras) must not pull in torch.
 LIGHT_PACKAGES: dict[str, tuple[str, ...]] = {
@@ -56,10 +59,15 @@ nox.options.error_on_missing_interpreters = True
 nox.options.reuse_existing_virtualenvs = False
 
 
+# pip byte-compiles every installed module by default; torch alone has thousands it would compile
+# for each of the isolated sessions. Modules compile when first imported instead.
+NO_COMPILE = "--no-compile"
+
+
 def install(session: nox.Session, *targets: str) -> None:
     # torch first, alone and pinned, so nothing later can choose a CUDA build.
-    session.install(*CONSTRAINTS, "torch==2.13.0")
-    session.install(*CONSTRAINTS, *targets)
+    session.install(NO_COMPILE, *CONSTRAINTS, "torch==2.13.0")
+    session.install(NO_COMPILE, *CONSTRAINTS, *targets)
 
 
 # Sessions that need every package share one environment (isolation is not their point; the
