@@ -157,3 +157,27 @@ def test_trajectory_is_returned_on_request(runner: DiffusionModelRunner) -> None
     assert traced.trajectory_timesteps is not None
     assert len(traced.trajectory_timesteps) == 3
     assert traced.trajectory_timesteps == sorted(traced.trajectory_timesteps, reverse=True)
+
+
+def test_a_non_finite_image_is_the_requests_error_not_a_black_picture() -> None:
+    # An operator who lifts the guidance cap gets NaN latents from guidance 1e30 on the real
+    # digits pipeline: that request fails; its batch neighbour still gets its image.
+    config = OmniDiffusionConfig(executor_class="inproc", max_guidance_scale=1e38)
+    runner = DiffusionModelRunner(config)
+    runner.load_model()
+    broken, fine = runner.execute(
+        [
+            OmniDiffusionRequest(prompt="7", seed=1, guidance_scale=1e30),
+            OmniDiffusionRequest(prompt="7", seed=2),
+        ]
+    )
+    assert broken.error_type == "ModelError"
+    assert "non-finite" in (broken.error or "")
+    assert broken.output == []
+    assert fine.ok
+
+
+def test_guidance_is_capped_by_default_naming_the_config_field(runner: DiffusionModelRunner) -> None:
+    (output,) = runner.execute([request(guidance_scale=1e30)])
+    assert (output.error_type, output.error_field) == ("RequestValidationError", "guidance_scale")
+    assert "max_guidance_scale" in (output.error or "")

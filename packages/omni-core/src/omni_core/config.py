@@ -15,6 +15,7 @@ The executor receives the subclass instance unchanged as ``self.od_config``.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -99,7 +100,11 @@ class OmniDiffusionConfig:
         if queued is not None and (isinstance(queued, bool) or not isinstance(queued, int) or queued < 1):
             raise ValueError(f"max_queued_requests must be an int >= 1 or None, got {queued!r}")
         guidance = self.max_guidance_scale
-        if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not 0 < guidance < 1e6:
+        if (
+            isinstance(guidance, bool)
+            or not isinstance(guidance, (int, float))
+            or not 0 < guidance < math.inf
+        ):
             raise ValueError(f"max_guidance_scale must be a number > 0, got {guidance!r}")
         timeout = self.request_timeout
         if timeout is not None and (
