@@ -19,9 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from omni_core import DiffusionEngine, DiffusionOutput, OmniDiffusionConfig, OmniDiffusionRequest
+from omni_core import (
+    DiffusionEngine,
+    DiffusionOutput,
+    OmniDiffusionConfig,
+    OmniDiffusionRequest,
+    resolve_executor_class,
+)
 from omni_core.executors.base import DiffusionExecutor
-from omni_core.executors.registry import resolve_executor_class
 
 
 @dataclass

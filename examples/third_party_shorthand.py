@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from omni_core import DiffusionEngine, OmniDiffusionConfig
-from omni_core.executors.registry import installed_executor_entry_points
+from omni_core import DiffusionEngine, OmniDiffusionConfig, installed_shorthands
 
 
 def main() -> None:
-    if "cached" not in installed_executor_entry_points():
+    if "cached" not in installed_shorthands():
         raise SystemExit("install the example package first: pip install ./examples/third_party_executor")
     config = OmniDiffusionConfig(executor_class="cached", executor_options={"max_entries": 16})
     with DiffusionEngine(config) as engine:

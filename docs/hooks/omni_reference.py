@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _executors() -> str:
-    from omni_core.executors.registry import KNOWN_EXECUTORS
+    from omni_core.registry import KNOWN_EXECUTORS
 
     rows = ["| shorthand | package | class | what |", "|---|---|---|---|"]
     for name, known in KNOWN_EXECUTORS.items():

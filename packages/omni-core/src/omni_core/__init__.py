@@ -24,7 +24,12 @@ from omni_core.errors import (
     WorkerDiedError,
 )
 from omni_core.executors.base import DiffusionExecutor, ProgressEvent, ProgressListener
-from omni_core.executors.registry import register_executor, resolve_executor_class, unregister_executor
+from omni_core.registry import (
+    installed_shorthands,
+    register_executor,
+    resolve_executor_class,
+    unregister_executor,
+)
 from omni_core.request import DiffusionOutput, OmniDiffusionRequest
 from omni_core.validation import RequestLimits, validate_request
 
@@ -51,6 +56,7 @@ __all__ = [
     "RequestValidationError",
     "WorkerDiedError",
     "__version__",
+    "installed_shorthands",
     "register_executor",
     "resolve_executor_class",
     "unregister_executor",

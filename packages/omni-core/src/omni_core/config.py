@@ -19,13 +19,16 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from omni_core.executors.registry import check_executor_spec, resolve_executor_class
+from omni_core.registry import check_executor_spec, resolve_executor_class
 from omni_core.validation import RequestLimits
 
 if TYPE_CHECKING:
     from omni_core.executors.base import DiffusionExecutor
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
+# Config fields a worker (process, actor) does not need, and could not always rebuild: an executor
+# class or options from the user's __main__.
+PARENT_ONLY_FIELDS = frozenset({"executor_class", "executor_options", "model"})
 
 
 @dataclass
@@ -136,3 +139,16 @@ class OmniDiffusionConfig:
         if "model_name_or_path" in changes and "model" not in changes:
             changes["model"] = None
         return dataclasses.replace(self, **changes)
+
+
+def worker_config_fields(config: OmniDiffusionConfig) -> dict[str, Any]:
+    """What a worker needs of ``config``: the base class's fields as plain values.
+
+    A worker (another process, a Ray actor) rebuilds ``OmniDiffusionConfig(**fields)``;
+    a user's config subclass need not be importable there.
+    """
+    return {
+        f.name: getattr(config, f.name)
+        for f in dataclasses.fields(OmniDiffusionConfig)
+        if f.init and f.name not in PARENT_ONLY_FIELDS
+    }

@@ -25,8 +25,9 @@ from multiprocessing import Pipe
 from typing import IO, Any
 
 from omni_core import OmniDiffusionConfig
+from omni_core.executors import worker_config_fields
 from omni_executor_multiproc.layout import WorkerPlacement
-from omni_executor_multiproc.worker import WorkerSpec, worker_config_fields
+from omni_executor_multiproc.worker import WorkerSpec
 
 JOIN_SECONDS = 5.0
 OUTPUT_TAIL_LINES = 30

@@ -20,7 +20,6 @@ parent never leaves workers behind.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 import threading
@@ -33,10 +32,8 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from omni_core import OmniDiffusionConfig
+    pass
 
-# Config fields a worker does not need (and could not rebuild: a class from the user's __main__).
-PARENT_ONLY_FIELDS = frozenset({"executor_class", "executor_options", "model"})
 
 PARENT_POLL_SECONDS = 0.2
 
@@ -54,17 +51,6 @@ class WorkerSpec:
     parent_pid: int
     heartbeat_interval: float = 1.0
     """Seconds between heartbeats, so the parent can tell a hung worker from a slow one."""
-
-
-def worker_config_fields(config: OmniDiffusionConfig) -> dict[str, Any]:
-    """What a worker needs of ``config``: the base class's fields, plain values only."""
-    from omni_core import OmniDiffusionConfig
-
-    return {
-        f.name: getattr(config, f.name)
-        for f in dataclasses.fields(OmniDiffusionConfig)
-        if f.init and f.name not in PARENT_ONLY_FIELDS
-    }
 
 
 def main(argv: Sequence[str] | None = None) -> None:

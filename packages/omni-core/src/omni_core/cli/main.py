@@ -13,7 +13,7 @@ from omni_core._version import __version__
 from omni_core.cli.parsing import engine_options, parse_cli_size, parse_options
 from omni_core.cli.progress import StepProgress
 from omni_core.errors import OmniError, RequestValidationError
-from omni_core.executors.registry import (
+from omni_core.registry import (
     DEFAULT_EXECUTOR,
     KNOWN_EXECUTORS,
     install_hint,

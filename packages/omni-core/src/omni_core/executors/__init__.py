@@ -8,6 +8,7 @@ retry policy, image encoding and the model runner. Users need only
 Importing this package does not import torch (the runner does, when built).
 """
 
+from omni_core.config import worker_config_fields
 from omni_core.errors import (
     FAILURE_CLASSES,
     ExecutorDeadError,
@@ -26,8 +27,8 @@ from omni_core.executors.base import DiffusionExecutor, ProgressEvent, ProgressL
 from omni_core.executors.options import NoOptions, above, at_least, parse_executor_options
 from omni_core.executors.queue import QueuedRequest, RequestQueue
 from omni_core.executors.queued import Batch, QueuedDiffusionExecutor
-from omni_core.executors.registry import resolve_executor_class
 from omni_core.images import ImageArray, decode_png_b64, encode_png_b64
+from omni_core.registry import resolve_executor_class
 from omni_core.retry import RetryLater, backoff_seconds, call_with_retries, parse_retry_after
 from omni_core.runner.model_runner import DiffusionModelRunner
 from omni_core.validation import (
@@ -76,4 +77,5 @@ __all__ = [
     "resolve_executor_class",
     "validate_request",
     "validate_scheduling_fields",
+    "worker_config_fields",
 ]

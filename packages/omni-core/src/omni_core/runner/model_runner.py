@@ -335,7 +335,7 @@ def pipeline_class_for(model_class_name: str | None, path: str, diffusers: Any) 
     path to a ``DiffusionPipeline`` subclass; ``None`` reads model_index.json, which for
     omni's own pipelines names a class in :data:`OMNI_PIPELINES`.
     """
-    from omni_core.executors.registry import import_dotted_path
+    from omni_core.registry import import_dotted_path
 
     name = model_class_name
     if name is None:
