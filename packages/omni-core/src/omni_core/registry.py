@@ -88,6 +88,11 @@ KNOWN_EXECUTORS: dict[str, KnownExecutor] = {
         "omni_executor_priority:PriorityDiffusionExecutor",
         "a priority scheduler in front of another executor",
     ),
+    "ray": KnownExecutor(
+        "omni-executor-ray",
+        "omni_executor_ray:RayDiffusionExecutor",
+        "actors on a Ray cluster, one per GPU",
+    ),
 }
 
 _runtime_registry: dict[str, type[DiffusionExecutor] | str] = {}

@@ -1,0 +1,194 @@
+"""The Ray executor on a real local Ray cluster (a head and two worker nodes), nothing mocked."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from omni_core import DiffusionEngine, OmniDiffusionConfig, OmniDiffusionRequest, ProgressEvent
+from omni_executor_ray import RayDiffusionExecutor
+
+
+def request(seed: int, steps: int = 2, size: int = 64) -> OmniDiffusionRequest:
+    return OmniDiffusionRequest(prompt="a 7", height=size, width=size, num_inference_steps=steps, seed=seed)
+
+
+def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} did not happen within {seconds} s"
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Any]:
+    """A head (no CPUs for actors) and two worker nodes with one CPU each: placement is real."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    nodes = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address)
+    cluster.worker_nodes_list = nodes
+    yield cluster
+    ray.shutdown()
+    cluster.shutdown()
+
+
+def ray_config(model: Path, address: str | None, **options: object) -> OmniDiffusionConfig:
+    return OmniDiffusionConfig(
+        model_name_or_path=str(model),
+        executor_class="ray",
+        executor_options={"ray_address": address, "num_workers": 2, "threads_per_worker": 1, **options},
+    )
+
+
+@pytest.fixture(scope="module")
+def engine(cluster: Any, tiny_model: Path) -> Iterator[DiffusionEngine]:
+    with DiffusionEngine(ray_config(tiny_model, cluster.address)) as engine:
+        yield engine
+
+
+def test_selected_by_shorthand_and_actors_spread_over_two_nodes(engine: DiffusionEngine) -> None:
+    executor = engine.executor
+    assert isinstance(executor, RayDiffusionExecutor)
+    infos = executor.actor_infos
+    assert [info["rank"] for info in infos] == [0, 1]
+    assert len({info["node_id"] for info in infos}) == 2  # SPREAD: one actor per node
+    assert {info["node_ip"] for info in infos} == {"127.0.0.1"}  # loopback only
+    assert executor.workers_ready == (2, 2)
+    described = engine.collective_rpc("describe", timeout=30)
+    assert [d["pid"] for d in described] == [info["pid"] for info in infos]  # rank order
+
+
+def test_same_8bit_image_as_inproc(engine: DiffusionEngine, tiny_model: Path) -> None:
+    remote = engine.step([request(11)])[0].raise_for_error()
+    config = OmniDiffusionConfig(model_name_or_path=str(tiny_model), executor_class="inproc")
+    with DiffusionEngine(config) as inproc:
+        local = inproc.step([request(11)])[0].raise_for_error()
+    assert np.array_equal(remote.output[0], local.output[0])
+
+
+def test_a_hundred_concurrent_requests_none_lost_or_duplicated(engine: DiffusionEngine) -> None:
+    requests = [request(seed, steps=1, size=32) for seed in range(100)]
+    futures = [engine.submit(r) for r in requests]
+    outputs = [future.result(timeout=300) for future in futures]
+    assert [o.request_id for o in outputs] == [r.request_id for r in requests]
+    assert all(o.ok for o in outputs), [o.error for o in outputs if not o.ok][:3]
+    assert [o.seed for o in outputs] == list(range(100))
+    ranks = {o.timings["worker_rank"] for o in outputs}
+    assert ranks == {0.0, 1.0}  # both actors served
+
+
+def test_progress_and_abort_of_a_running_request(engine: DiffusionEngine) -> None:
+    started = threading.Event()
+    long = request(5, steps=200, size=128)
+
+    def listener(event: ProgressEvent) -> None:
+        if event.request_id == long.request_id:
+            started.set()
+
+    remove = engine.add_progress_listener(listener)
+    future = engine.submit(long)
+    assert started.wait(60), "no progress event"
+    remove()
+    assert engine.executor.abort(long.request_id)
+    assert future.result(timeout=30).error_type == "RequestCancelledError"
+
+
+def test_a_killed_actor_fails_only_its_request_and_is_restarted(engine: DiffusionEngine) -> None:
+    executor = engine.executor
+    assert isinstance(executor, RayDiffusionExecutor)
+    started = threading.Event()
+    victim_request = request(7, steps=200, size=128)
+    remove = engine.add_progress_listener(
+        lambda event: started.set() if event.request_id == victim_request.request_id else None
+    )
+    victim_future = engine.submit(victim_request)
+    assert started.wait(60)
+    remove()
+    rank = executor.rank_running(victim_request.request_id)
+    assert rank is not None
+    pid = executor.actor_infos[rank]["pid"]
+    os.kill(pid, signal.SIGKILL)
+    lost = victim_future.result(timeout=5)  # within 5 s of the death
+    assert (lost.error_type, lost.retryable) == ("WorkerDiedError", True)
+    assert f"Ray actor {rank}" in (lost.error or "")
+    assert "node" in (lost.error or "")
+    others = [engine.submit(request(seed)) for seed in range(20, 26)]
+    assert all(f.result(timeout=120).ok for f in others)  # the other actor kept serving
+    wait_for(lambda: executor.workers_ready == (2, 2), 120, "Ray restarting the actor")
+    assert executor.actor_infos[rank]["pid"] != pid
+    engine.check_health()
+
+
+def test_a_node_that_leaves_fails_only_its_requests(tiny_model: Path) -> None:
+    import ray
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    nodes = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address)
+    try:
+        with DiffusionEngine(ray_config(tiny_model, cluster.address, max_restarts=0)) as engine:
+            executor = engine.executor
+            assert isinstance(executor, RayDiffusionExecutor)
+            node_of = {info["node_id"]: info["rank"] for info in executor.actor_infos}
+            leaving = next(node for node in nodes if node.unique_id in node_of)
+            gone_rank = node_of[leaving.unique_id]
+            started = threading.Event()
+            long = request(9, steps=300, size=128)
+            remove = engine.add_progress_listener(lambda event: started.set())
+            futures = [engine.submit(long), engine.submit(request(10, steps=300, size=128))]
+            assert started.wait(60)
+            remove()
+            cluster.remove_node(leaving)
+            outputs = [f.result(timeout=60) for f in futures]
+            failed = [o for o in outputs if not o.ok]
+            assert failed, "the leaving node's request should fail"
+            assert all(o.error_type == "WorkerDiedError" for o in failed)
+            assert all(f"Ray actor {gone_rank}" in (o.error or "") for o in failed)
+            wait_for(lambda: executor.workers_ready == (1, 2), 30, "the executor noticing the node left")
+            engine.check_health()  # degraded, still serving
+            assert engine.step([request(12)])[0].ok
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+def ray_processes() -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"raylet" in cmdline or b"gcs_server" in cmdline or b"ray::" in cmdline:
+                found.add(int(entry.name))
+    return found
+
+
+def test_shutdown_of_a_ray_it_started_leaves_no_process(tiny_model: Path, cluster: Any) -> None:
+    import ray
+
+    ray.shutdown()  # the module's cluster stays up; this engine starts and stops its own Ray
+    before = ray_processes()
+    try:
+        engine = DiffusionEngine(ray_config(tiny_model, None, num_workers=1))
+        assert engine.step([request(1)])[0].ok
+        assert ray_processes() - before, "a local Ray should be running"
+        engine.close()
+        wait_for(lambda: not (ray_processes() - before), 30, "Ray's processes exiting")
+    finally:
+        ray.init(address=cluster.address)
