@@ -167,6 +167,7 @@ def tests(session: nox.Session, package: str) -> None:
     install(session, *TEST_DEPS, *PACKAGE_TEST_DEPS.get(package, ()), *targets)
     command = ["pytest", f"packages/{package}/tests", *session.posargs]
     if package in LOOPBACK_ONLY:
+        command.insert(1, "--capture=sys")  # Ray's log forwarding and fd capture clash at exit
         inner = " ".join(shlex.quote(part) for part in command)
         session.run("unshare", "-rn", "sh", "-c", f"ip link set lo up && exec {inner}", external=True)
     else:

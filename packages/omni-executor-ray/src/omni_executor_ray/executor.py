@@ -77,6 +77,7 @@ class RayDiffusionExecutor(QueuedDiffusionExecutor[ActorSlot]):
         self._refs: dict[Any, Batch[ActorSlot]] = {}
         self._refs_changed = threading.Condition()
         self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
         self._started_ray = False
         self._placement_group: Any = None
         if not ray.is_initialized():
@@ -84,14 +85,23 @@ class RayDiffusionExecutor(QueuedDiffusionExecutor[ActorSlot]):
                 ray.init(namespace=options.namespace, include_dashboard=False, logging_level=logging.WARNING)
                 self._started_ray = True
             else:
-                ray.init(address=options.ray_address, namespace=options.namespace, logging_level=logging.WARNING)
+                ray.init(
+                    address=options.ray_address, namespace=options.namespace, logging_level=logging.WARNING
+                )
         try:
             self._place_actors(ray)
         except BaseException:
             self._stop_slots()
             raise
         for target, name in ((self._wait_for_results, "results"), (self._poll_progress, "progress")):
-            threading.Thread(target=target, name=f"omni-ray-{name}", daemon=True).start()
+            self._start_thread(target, f"omni-ray-{name}")
+
+    def _start_thread(self, target: Any, name: str, *args: Any) -> None:
+        """A helper thread that shutdown joins: none may touch Ray after ``ray.shutdown()``
+        (Ray's core worker then ends the whole process)."""
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        self._threads.append(thread)
+        thread.start()
 
     def _place_actors(self, ray: Any) -> None:
         from ray.util.placement_group import placement_group
@@ -106,7 +116,9 @@ class RayDiffusionExecutor(QueuedDiffusionExecutor[ActorSlot]):
         bundle: dict[str, float] = {"CPU": options.num_cpus_per_worker}
         if gpus:
             bundle["GPU"] = gpus
-        self._placement_group = placement_group([dict(bundle) for _ in range(count)], strategy=options.placement_strategy)
+        self._placement_group = placement_group(
+            [dict(bundle) for _ in range(count)], strategy=options.placement_strategy
+        )
         try:
             ray.get(self._placement_group.ready(), timeout=options.startup_timeout)
         except ray.exceptions.GetTimeoutError:
@@ -139,7 +151,9 @@ class RayDiffusionExecutor(QueuedDiffusionExecutor[ActorSlot]):
                 f"Ray actors did not load {self._model_label()!r} within {options.startup_timeout:g} s"
             ) from None
         except ray.exceptions.RayError as exc:
-            raise ModelLoadError(f"a Ray actor could not load {self._model_label()!r}: {_ray_cause(exc)}") from None
+            raise ModelLoadError(
+                f"a Ray actor could not load {self._model_label()!r}: {_ray_cause(exc)}"
+            ) from None
         for slot, info in zip(self._slots, infos, strict=True):
             slot.info = info
 
@@ -197,20 +211,28 @@ class RayDiffusionExecutor(QueuedDiffusionExecutor[ActorSlot]):
             self._lock.notify_all()
         self._fail_slot(slot, WorkerDiedError(f"{slot.down_reason}; the request was not re-run"))
         if was_ready:
-            threading.Thread(target=self._revive, args=(slot,), name=f"omni-ray-revive-{slot.rank}", daemon=True).start()
+            threading.Thread(
+                target=self._revive, args=(slot,), name=f"omni-ray-revive-{slot.rank}", daemon=True
+            ).start()
 
     def _revive(self, slot: ActorSlot) -> None:
         """Wait for Ray to restart the actor (on this node or another); give up when Ray does."""
         import ray
 
+        ref = None
+        deadline = time.monotonic() + self.options.startup_timeout
         while not self._stop.is_set():
             try:
-                info = ray.get(slot.handle.ready.remote(), timeout=self.options.startup_timeout)
+                ref = ref or slot.handle.ready.remote()
+                info = ray.get(ref, timeout=REVIVE_POLL_SECONDS)
             except ray.exceptions.GetTimeoutError:
+                if time.monotonic() > deadline:
+                    ref, deadline = None, time.monotonic() + self.options.startup_timeout
                 continue
             except ray.exceptions.RayActorError as exc:
+                ref = None
                 if "restart" in str(exc).lower() and "exhausted" not in str(exc).lower():
-                    time.sleep(REVIVE_POLL_SECONDS)
+                    self._stop.wait(REVIVE_POLL_SECONDS)
                     continue
                 with self._lock:
                     slot.down_reason = f"{slot.describe()} is gone for good: {_ray_cause(exc)}"
@@ -260,7 +282,9 @@ class RayDiffusionExecutor(QueuedDiffusionExecutor[ActorSlot]):
         try:
             return list(ray.get(refs, timeout=timeout))
         except ray.exceptions.GetTimeoutError:
-            raise TimeoutError(f"collective_rpc({method!r}): not every Ray actor answered within {timeout}s") from None
+            raise TimeoutError(
+                f"collective_rpc({method!r}): not every Ray actor answered within {timeout}s"
+            ) from None
         except ray.exceptions.RayTaskError as exc:
             cause = exc.as_instanceof_cause()
             if isinstance(cause, AttributeError):
@@ -289,10 +313,14 @@ class RayDiffusionExecutor(QueuedDiffusionExecutor[ActorSlot]):
             down = [slot.down_reason for slot in self._slots if not slot.ready]
             total = len(self._slots)
         if len(down) == total:
-            raise ExecutorDeadError(f"no Ray actor is ready ({total} down): {'; '.join(map(str, down))}", retryable=True)
+            raise ExecutorDeadError(
+                f"no Ray actor is ready ({total} down): {'; '.join(map(str, down))}", retryable=True
+            )
         if down:
             # Degraded, not down: the others serve. Say how many are left.
-            logger.warning("%d of %d Ray actors ready; down: %s", total - len(down), total, "; ".join(map(str, down)))
+            logger.warning(
+                "%d of %d Ray actors ready; down: %s", total - len(down), total, "; ".join(map(str, down))
+            )
 
     def _stop_slots(self) -> None:
         import ray
@@ -300,6 +328,9 @@ class RayDiffusionExecutor(QueuedDiffusionExecutor[ActorSlot]):
         stop = getattr(self, "_stop", None)
         if stop is not None:
             stop.set()
+        for thread in getattr(self, "_threads", []):
+            if thread is not threading.current_thread():
+                thread.join()
         for slot in getattr(self, "_slots", []):
             try:
                 ray.kill(slot.handle, no_restart=True)

@@ -1,0 +1,91 @@
+"""Tests that need a Ray of their own: a node leaving, and a Ray the executor starts and stops.
+
+A module of their own: the shared cluster of test_ray.py is torn down before these run
+(two Ray connections cannot live in one driver).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from omni_core import DiffusionEngine, OmniDiffusionConfig, OmniDiffusionRequest
+from omni_executor_ray import RayDiffusionExecutor
+
+
+def request(seed: int, steps: int = 2, size: int = 64) -> OmniDiffusionRequest:
+    return OmniDiffusionRequest(prompt="a 7", height=size, width=size, num_inference_steps=steps, seed=seed)
+
+
+def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} did not happen within {seconds} s"
+        time.sleep(0.2)
+
+
+def ray_config(model: Path, address: str | None, **options: object) -> OmniDiffusionConfig:
+    return OmniDiffusionConfig(
+        model_name_or_path=str(model),
+        executor_class="ray",
+        executor_options={"ray_address": address, "num_workers": 2, "threads_per_worker": 1, **options},
+    )
+
+
+def test_a_node_that_leaves_fails_only_its_requests(tiny_model: Path) -> None:
+    import ray
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    nodes = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address)
+    try:
+        with DiffusionEngine(ray_config(tiny_model, cluster.address, max_restarts=0)) as engine:
+            executor = engine.executor
+            assert isinstance(executor, RayDiffusionExecutor)
+            node_of = {info["node_id"]: info["rank"] for info in executor.actor_infos}
+            leaving = next(node for node in nodes if node.node_id in node_of)
+            gone_rank = node_of[leaving.node_id]
+            started = threading.Event()
+            long = request(9, steps=200, size=128)
+            remove = engine.add_progress_listener(lambda event: started.set())
+            futures = [engine.submit(long), engine.submit(request(10, steps=200, size=128))]
+            assert started.wait(60)
+            remove()
+            cluster.remove_node(leaving)
+            outputs = [f.result(timeout=60) for f in futures]
+            failed = [o for o in outputs if not o.ok]
+            assert failed, "the leaving node's request should fail"
+            assert all(o.error_type == "WorkerDiedError" for o in failed)
+            assert all(f"Ray actor {gone_rank}" in (o.error or "") for o in failed)
+            wait_for(lambda: executor.workers_ready == (1, 2), 30, "the executor noticing the node left")
+            engine.check_health()  # degraded, still serving
+            assert engine.step([request(12)])[0].ok
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+def ray_processes() -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"raylet" in cmdline or b"gcs_server" in cmdline or b"ray::" in cmdline:
+                found.add(int(entry.name))
+    return found
+
+
+def test_shutdown_of_a_ray_it_started_leaves_no_process(tiny_model: Path) -> None:
+    before = ray_processes()
+    engine = DiffusionEngine(ray_config(tiny_model, None, num_workers=1))
+    assert engine.step([request(1)])[0].ok
+    assert ray_processes() - before, "a local Ray should be running"
+    engine.close()
+    wait_for(lambda: not (ray_processes() - before), 30, "Ray's processes exiting")
