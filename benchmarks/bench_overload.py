@@ -116,6 +116,8 @@ def main() -> None:
             "1",
             "--option",
             f"num_workers={WORKERS}",
+            "--option",
+            "threads_per_worker=1",  # the load generator and the server need the other core
         )
         with run_server(model, *flags, executor="mp", tmp=Path(tmp)) as server:
             service = service_time(server.url, 10 if args.full else 5)
