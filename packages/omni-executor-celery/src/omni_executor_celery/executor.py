@@ -1,0 +1,265 @@
+"""``CeleryDiffusionExecutor``: requests as Celery tasks over Redis or RabbitMQ.
+
+``submit`` sends one task per request (JSON: the request dict in, the output dict out),
+with the request id as the task id (so a request is deduplicated by the workers), its
+priority mapped to the broker's, and its deadline as the task's ``expires``. A broker
+that cannot be reached fails ``submit`` at once with a retryable ``ExecutorDeadError``:
+nothing is queued in memory to be sent later. One thread reads the result backend for
+every pending request (Celery's result consumers are not thread-safe) and resolves the
+futures; ``abort`` revokes a queued task and asks the workers to stop a running one.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from omni_core import DiffusionOutput, OmniDiffusionRequest
+from omni_core.executors import (
+    DiffusionExecutor,
+    ExecutorDeadError,
+    RemoteError,
+    RequestCancelledError,
+    RequestLimits,
+    RequestTimeoutError,
+    RequestValidationError,
+    above,
+    at_least,
+    validate_request,
+)
+from omni_executor_celery.app import ABORT_COMMAND, TASK_NAME, CelerySettings, celery_priority, make_app
+
+logger = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.005
+IDLE_SECONDS = 0.05
+TIME_LIMIT_MARGIN = 30.0
+
+
+@dataclass(frozen=True)
+class CeleryOptions:
+    """Options of the Celery executor (``config.executor_options``); the worker takes the same."""
+
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    """``redis://host:port/db`` or ``amqp://user:password@host:port/vhost`` (RabbitMQ)."""
+    result_backend: str | None = None
+    """``None``: the Redis broker itself, or ``rpc://`` with RabbitMQ."""
+    queue: str = "omni"
+    task_time_limit: float = field(default=600.0, metadata=above(0))
+    """Seconds a request may run on a worker; past it, ``RequestTimeoutError``."""
+    visibility_timeout: float = field(default=900.0, metadata=above(0))
+    """Redis: an unacknowledged task (its worker died) is delivered again after this long."""
+    result_expires: float = field(default=3600.0, metadata=above(0))
+    """Seconds a result is kept for its client (unfetched ones then disappear)."""
+    health_timeout: float = field(default=2.0, metadata=above(0))
+    """Seconds ``check_health`` waits for the broker and a worker's ping."""
+    max_pending: int = field(default=10_000, metadata=at_least(1))
+
+    def settings(self) -> CelerySettings:
+        return CelerySettings(
+            broker_url=self.broker_url,
+            result_backend=self.result_backend,
+            queue=self.queue,
+            task_time_limit=self.task_time_limit,
+            visibility_timeout=self.visibility_timeout,
+            result_expires=self.result_expires,
+        )
+
+
+@dataclass(eq=False)
+class _Pending:
+    request: OmniDiffusionRequest
+    future: Future[DiffusionOutput]
+    sent: float
+    aborted: bool = False
+
+
+class CeleryDiffusionExecutor(DiffusionExecutor):
+    """Client of ``omni celery worker`` processes through a broker."""
+
+    options_class = CeleryOptions
+    options: CeleryOptions
+
+    def _init_executor(self) -> None:
+        self.settings = self.options.settings()
+        self.app = make_app(self.settings, name="omni-client")
+        self.limits = RequestLimits.from_config(self.od_config)
+        self._redis = self.settings.broker_url.startswith(("redis://", "rediss://"))
+        self._pending: dict[str, _Pending] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._poller = threading.Thread(target=self._poll_results, name="omni-celery-results", daemon=True)
+        self._poller.start()
+
+    # --------------------------------------------------------------- submit
+
+    def submit(self, request: OmniDiffusionRequest) -> Future[DiffusionOutput]:
+        if self.is_shutdown:
+            raise ExecutorDeadError("CeleryDiffusionExecutor is shut down; create a new engine")
+        future: Future[DiffusionOutput] = Future()
+        future.set_running_or_notify_cancel()
+        try:
+            validate_request(request, self.limits)  # before it travels: the worker checks again
+        except RequestValidationError as exc:
+            future.set_result(DiffusionOutput.failure(request.request_id, exc))
+            return future
+        expires = None
+        if request.deadline is not None:
+            expires = datetime.datetime.fromtimestamp(request.deadline, tz=datetime.timezone.utc)
+        with self._lock:
+            if len(self._pending) >= self.options.max_pending:
+                from omni_core.executors import OverloadedError
+
+                future.set_result(
+                    DiffusionOutput.failure(request.request_id, OverloadedError("too many requests pending"))
+                )
+                return future
+            self._pending[request.request_id] = _Pending(request, future, time.monotonic())
+        try:
+            self.app.send_task(
+                TASK_NAME,
+                args=[request.to_dict()],
+                task_id=request.request_id,
+                queue=self.settings.queue,
+                priority=celery_priority(request.priority, self._redis),
+                expires=expires,
+                retry=False,  # fail fast: nothing waits in memory for the broker to come back
+            )
+        except Exception as exc:  # noqa: BLE001 - kombu/redis/amqp each raise their own
+            with self._lock:
+                self._pending.pop(request.request_id, None)
+            error = ExecutorDeadError(
+                f"the broker {_redact(self.settings.broker_url)} is unreachable: {type(exc).__name__}: {exc}",
+                retryable=True,
+            )
+            future.set_result(DiffusionOutput.failure(request.request_id, error))
+        return future
+
+    # -------------------------------------------------------------- results
+
+    def _poll_results(self) -> None:
+        backend = self.app.backend
+        while not self._stop.is_set():
+            with self._lock:
+                pending = list(self._pending.values())
+            if not pending:
+                self._stop.wait(IDLE_SECONDS)
+                continue
+            for item in pending:
+                try:
+                    meta = backend.get_task_meta(item.request.request_id)
+                except Exception as exc:  # noqa: BLE001 - the backend is down: keep waiting, say so
+                    logger.warning("result backend unreachable: %s", exc)
+                    self._stop.wait(1.0)
+                    break
+                status = meta.get("status")
+                if status in ("SUCCESS", "FAILURE", "REVOKED"):
+                    self._resolve(item, status, meta.get("result"))
+                elif (
+                    time.monotonic() - item.sent
+                    > self.options.task_time_limit + self.options.visibility_timeout
+                ):
+                    error = RequestTimeoutError(
+                        f"no result within task_time_limit + visibility_timeout "
+                        f"({self.options.task_time_limit + self.options.visibility_timeout:g} s)"
+                    )
+                    self._finish(item, DiffusionOutput.failure(item.request.request_id, error))
+            self._stop.wait(POLL_SECONDS)
+
+    def _resolve(self, item: _Pending, status: str, result: Any) -> None:
+        request_id = item.request.request_id
+        if item.aborted or status == "REVOKED":
+            cancelled = RequestCancelledError(f"request {request_id} was aborted")
+            self._finish(item, DiffusionOutput.failure(request_id, cancelled))
+            return
+        if status == "FAILURE":
+            error = RemoteError(f"the worker failed: {result}")
+            self._finish(item, DiffusionOutput.failure(request_id, error))
+            return
+        try:
+            output = DiffusionOutput.from_dict(result)
+        except (TypeError, ValueError, KeyError) as exc:
+            output = DiffusionOutput.failure(
+                request_id, RemoteError(f"malformed result from a worker: {exc}")
+            )
+        output.timings["total"] = time.monotonic() - item.sent
+        self._finish(item, output)
+
+    def _finish(self, item: _Pending, output: DiffusionOutput) -> None:
+        with self._lock:
+            self._pending.pop(item.request.request_id, None)
+        if not item.future.done():
+            item.future.set_result(output)
+
+    # ---------------------------------------------------------------- abort
+
+    def abort(self, request_id: str) -> bool:
+        """Revoke the task if queued, stop it at the next step if running; True: it ends cancelled."""
+        with self._lock:
+            item = self._pending.get(request_id)
+            if item is None:
+                return False
+            item.aborted = True
+        try:
+            self.app.control.revoke(request_id)
+            self.app.control.broadcast(ABORT_COMMAND, arguments={"request_id": request_id})
+        except Exception as exc:  # noqa: BLE001 - it still ends cancelled on this side
+            logger.warning("could not tell the workers to abort %s: %s", request_id, exc)
+        return True
+
+    # ----------------------------------------------------- rpc, health, stop
+
+    def collective_rpc(
+        self,
+        method: str,
+        timeout: float | None = None,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> list[Any]:
+        if method != "ping":
+            raise AttributeError(f"collective_rpc: the Celery executor supports 'ping', not {method!r}")
+        return list(self.app.control.ping(timeout=timeout or self.options.health_timeout))
+
+    def check_health(self) -> None:
+        if self.is_shutdown:
+            raise ExecutorDeadError("CeleryDiffusionExecutor is shut down")
+        broker = _redact(self.settings.broker_url)
+        try:
+            with self.app.connection_for_write() as connection:
+                connection.ensure_connection(max_retries=1, timeout=self.options.health_timeout)
+        except Exception as exc:
+            raise ExecutorDeadError(f"the broker {broker} is unreachable: {exc}", retryable=True) from exc
+        replies = self.app.control.ping(timeout=self.options.health_timeout)
+        if not replies:
+            raise ExecutorDeadError(
+                f"no omni celery worker answered a ping on {broker} "
+                f"within {self.options.health_timeout:g} s; "
+                "start one with: omni celery worker --broker URL",
+                retryable=True,
+            )
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        self._poller.join()
+        with self._lock:
+            left = list(self._pending.values())
+            self._pending.clear()
+        for item in left:
+            if not item.future.done():
+                item.future.set_exception(ExecutorDeadError("executor shut down before the request finished"))
+        self.app.close()
+
+
+def _redact(url: str) -> str:
+    """A broker URL without its password."""
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    credentials, host = rest.rsplit("@", 1)
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
