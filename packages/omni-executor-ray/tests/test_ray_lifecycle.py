@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from omni_core import DiffusionEngine, OmniDiffusionConfig, OmniDiffusionRequest
+from omni_core import DiffusionEngine, OmniDiffusionConfig, OmniDiffusionRequest, ProgressEvent
 from omni_executor_ray import RayDiffusionExecutor
 
 
@@ -43,24 +43,33 @@ def test_a_node_that_leaves_fails_only_its_requests(tiny_model: Path) -> None:
     cluster.wait_for_nodes()
     ray.init(address=cluster.address)
     try:
-        with DiffusionEngine(ray_config(tiny_model, cluster.address, max_restarts=0)) as engine:
+        # Batch size 1: the two requests go to the two actors (least-loaded), one per node.
+        config = ray_config(tiny_model, cluster.address, max_restarts=0).replace(max_batch_size=1)
+        with DiffusionEngine(config) as engine:
             executor = engine.executor
             assert isinstance(executor, RayDiffusionExecutor)
-            node_of = {info["node_id"]: info["rank"] for info in executor.actor_infos}
-            leaving = next(node for node in nodes if node.node_id in node_of)
-            gone_rank = node_of[leaving.node_id]
-            started = threading.Event()
-            long = request(9, steps=200, size=128)
-            remove = engine.add_progress_listener(lambda event: started.set())
-            futures = [engine.submit(long), engine.submit(request(10, steps=200, size=128))]
-            assert started.wait(60)
+            first, second = request(9, steps=200, size=128), request(10, steps=200, size=128)
+            running: set[str] = set()
+            both = threading.Event()
+
+            def listener(event: ProgressEvent) -> None:
+                running.add(event.request_id)
+                if {first.request_id, second.request_id} <= running:
+                    both.set()
+
+            remove = engine.add_progress_listener(listener)
+            futures = [engine.submit(first), engine.submit(second)]
+            assert both.wait(60), "both requests should be running, one on each node"
             remove()
-            cluster.remove_node(leaving)
-            outputs = [f.result(timeout=60) for f in futures]
-            failed = [o for o in outputs if not o.ok]
-            assert failed, "the leaving node's request should fail"
-            assert all(o.error_type == "WorkerDiedError" for o in failed)
-            assert all(f"Ray actor {gone_rank}" in (o.error or "") for o in failed)
+            gone_rank = executor.rank_running(first.request_id)
+            assert gone_rank is not None
+            assert executor.rank_running(second.request_id) != gone_rank
+            gone_node = executor.actor_infos[gone_rank]["node_id"]
+            cluster.remove_node(next(node for node in nodes if node.node_id == gone_node))
+            lost, kept = (f.result(timeout=120) for f in futures)
+            assert (lost.error_type, lost.retryable) == ("WorkerDiedError", True)
+            assert f"Ray actor {gone_rank}" in (lost.error or "")
+            assert kept.ok, kept.error  # only the leaving node's request failed
             wait_for(lambda: executor.workers_ready == (1, 2), 30, "the executor noticing the node left")
             engine.check_health()  # degraded, still serving
             assert engine.step([request(12)])[0].ok
