@@ -15,10 +15,10 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import threading
 import time
 from pathlib import Path
 
+from _load import throughput
 from _plot import save_bars
 from _targets import verdict
 
@@ -44,21 +44,6 @@ def overhead(local: DiffusionEngine, remote: DiffusionEngine, count: int) -> tup
             engine.step([request(seed)])[0].raise_for_error()
             sink.append(time.perf_counter() - started)
     return statistics.median(local_times), statistics.median(remote_times)
-
-
-def throughput(engine: DiffusionEngine, concurrency: int, count: int) -> float:
-    """Requests per second with at most ``concurrency`` in flight."""
-    slots = threading.Semaphore(concurrency)
-    futures = []
-    started = time.perf_counter()
-    for seed in range(count):
-        slots.acquire()
-        future = engine.submit(request(seed))
-        future.add_done_callback(lambda _: slots.release())
-        futures.append(future)
-    for future in futures:
-        future.result().raise_for_error()
-    return count / (time.perf_counter() - started)
 
 
 def main() -> None:
@@ -95,8 +80,8 @@ def main() -> None:
                 print("2. throughput (requests/s)")
                 for concurrency in (1, 8, 32):
                     n = max(count, concurrency * 2)
-                    local_rps = throughput(local, concurrency, n)
-                    remote_rps = throughput(remote, concurrency, n)
+                    local_rps = throughput(local, request, n, concurrency)
+                    remote_rps = throughput(remote, request, n, concurrency)
                     print(
                         f"   concurrency {concurrency:2d}: in-process {local_rps:6.1f}, "
                         f"http {remote_rps:6.1f}, ratio {remote_rps / local_rps:4.2f}"

@@ -21,10 +21,10 @@ import socket
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
+from _load import throughput
 from _plot import save_bars
 from _targets import verdict
 
@@ -51,21 +51,6 @@ def overhead(mp: DiffusionEngine, ray_engine: DiffusionEngine, count: int) -> tu
             engine.step([request(seed)])[0].raise_for_error()
             sink.append(time.perf_counter() - started)
     return statistics.median(mp_times), statistics.median(ray_times)
-
-
-def throughput(engine: DiffusionEngine, count: int, concurrency: int = 8) -> float:
-    engine.step([request(998)])[0].raise_for_error()
-    slots = threading.Semaphore(concurrency)
-    futures = []
-    started = time.perf_counter()
-    for seed in range(count):
-        slots.acquire()
-        future = engine.submit(request(seed))
-        future.add_done_callback(lambda _: slots.release())
-        futures.append(future)
-    for future in futures:
-        future.result().raise_for_error()
-    return count / (time.perf_counter() - started)
 
 
 def ray_config(model: Path, address: str, workers: int) -> OmniDiffusionConfig:
@@ -116,9 +101,11 @@ def main() -> None:
                     f"1. sequential: mp {mp_s * 1e3:6.1f} ms, ray {ray_s * 1e3:6.1f} ms, overhead "
                     f"{(ray_s - mp_s) * 1e3:+5.2f} ms/request (target <= 5 ms: {met})"
                 )
-                single = throughput(one, count * 2)
+                one.step([request(998)])[0].raise_for_error()
+                single = throughput(one, request, count * 2, concurrency=8)
             with DiffusionEngine(ray_config(model, cluster.address, 2)) as two:
-                double = throughput(two, count * 2)
+                two.step([request(998)])[0].raise_for_error()
+                double = throughput(two, request, count * 2, concurrency=8)
             ratio = double / single
             print(
                 f"2. throughput: 1 actor {single:5.1f} req/s, 2 actors on 2 nodes {double:5.1f} req/s, "

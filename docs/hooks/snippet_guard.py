@@ -1,8 +1,8 @@
 """mkdocs hook: fail the build when a page shows a snippet marker as text.
 
 ``pymdownx.snippets`` replaces ``--8<-- "file:section"`` with the file's
-lines. A marker it does not recognise (one a formatter rewrote to
-``--8 < --"file"``, say) is left on the page as literal text, and
+lines. A marker it does not recognise (one a code formatter pulled apart
+with spaces around the ``<``, say) is left on the page as literal text, and
 ``mkdocs build --strict`` does not notice; this hook does.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 
 from mkdocs.exceptions import PluginError
 
-# "--8<--" as written, or pulled apart by a code formatter ("--8 < --").
+# "--8<--" as written, or pulled apart by a code formatter (spaces around the "<").
 SNIPPET_MARKER = re.compile(r"-\s*-\s*8\s*<\s*-\s*-")
 TAG = re.compile(r"<[^>]+>")
 

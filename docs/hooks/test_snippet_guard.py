@@ -33,7 +33,8 @@ def build(tmp_path: Path, page: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_a_snippet_marker_left_as_text_fails_the_build(tmp_path: Path) -> None:
-    mangled = f'# t\n\n{FENCE}python\n--8 < --"snippet.py:part"\n{FENCE}\n'
+    pulled_apart = "--8" + " < " + "--"  # what ruff made of the marker (built here, not written)
+    mangled = f'# t\n\n{FENCE}python\n{pulled_apart}"snippet.py:part"\n{FENCE}\n'
     result = build(tmp_path, mangled)
     assert result.returncode != 0
     assert "snippet marker was not replaced" in result.stderr + result.stdout
