@@ -70,20 +70,13 @@ def main() -> None:
     if not only_loopback():
         command = " ".join(shlex.quote(part) for part in [sys.executable, *sys.argv])
         os.execvp("unshare", ["unshare", "-rn", "sh", "-c", f"ip link set lo up && exec {command}"])
-    import ray
-    from ray.cluster_utils import Cluster
-
     from omni_core.models.tiny import build_tiny_pipeline
+    from omni_executor_ray.testing import local_cluster
 
     count = 40 if args.full else 12
     with tempfile.TemporaryDirectory() as tmp:
         model = build_tiny_pipeline(Path(tmp) / "tiny")
-        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
-        for _ in range(2):
-            cluster.add_node(num_cpus=1)
-        cluster.wait_for_nodes()
-        ray.init(address=cluster.address)
-        try:
+        with local_cluster() as (cluster, _):
             print(f"ray benchmarks: tiny model, 64², {STEPS} steps, a head and two 1-CPU nodes on loopback")
             started = time.perf_counter()
             one = DiffusionEngine(ray_config(model, cluster.address, 1))
@@ -120,9 +113,6 @@ def main() -> None:
                 [mp_s * 1e3, ray_s * 1e3],
                 "ms per request",
             )
-        finally:
-            ray.shutdown()
-            cluster.shutdown()
 
 
 if __name__ == "__main__":

@@ -5,51 +5,23 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from omni_core import DiffusionEngine, OmniDiffusionConfig, OmniDiffusionRequest, ProgressEvent
+from omni_core import DiffusionEngine, OmniDiffusionConfig, ProgressEvent
 from omni_executor_ray import RayDiffusionExecutor
-
-
-def request(seed: int, steps: int = 2, size: int = 64) -> OmniDiffusionRequest:
-    return OmniDiffusionRequest(prompt="a 7", height=size, width=size, num_inference_steps=steps, seed=seed)
-
-
-def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} did not happen within {seconds} s"
-        time.sleep(0.2)
+from omni_executor_ray.testing import local_cluster, ray_config, request, wait_for
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Any]:
     """A head (no CPUs for actors) and two worker nodes with one CPU each: placement is real."""
-    import ray
-    from ray.cluster_utils import Cluster
-
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
-    nodes = [cluster.add_node(num_cpus=1) for _ in range(2)]
-    cluster.wait_for_nodes()
-    ray.init(address=cluster.address)
-    cluster.worker_nodes_list = nodes
-    yield cluster
-    ray.shutdown()
-    cluster.shutdown()
-
-
-def ray_config(model: Path, address: str | None, **options: object) -> OmniDiffusionConfig:
-    return OmniDiffusionConfig(
-        model_name_or_path=str(model),
-        executor_class="ray",
-        executor_options={"ray_address": address, "num_workers": 2, "threads_per_worker": 1, **options},
-    )
+    with local_cluster() as (cluster, _):
+        yield cluster
 
 
 @pytest.fixture(scope="module")

@@ -7,42 +7,15 @@ A module of their own: the shared cluster of test_ray.py is torn down before the
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
-from omni_core import DiffusionEngine, OmniDiffusionConfig, OmniDiffusionRequest, ProgressEvent
+from omni_core import DiffusionEngine, ProgressEvent
 from omni_executor_ray import RayDiffusionExecutor
-
-
-def request(seed: int, steps: int = 2, size: int = 64) -> OmniDiffusionRequest:
-    return OmniDiffusionRequest(prompt="a 7", height=size, width=size, num_inference_steps=steps, seed=seed)
-
-
-def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} did not happen within {seconds} s"
-        time.sleep(0.2)
-
-
-def ray_config(model: Path, address: str | None, **options: object) -> OmniDiffusionConfig:
-    return OmniDiffusionConfig(
-        model_name_or_path=str(model),
-        executor_class="ray",
-        executor_options={"ray_address": address, "num_workers": 2, "threads_per_worker": 1, **options},
-    )
+from omni_executor_ray.testing import local_cluster, ray_config, request, wait_for
 
 
 def test_a_node_that_leaves_fails_only_its_requests(tiny_model: Path) -> None:
-    import ray
-    from ray.cluster_utils import Cluster
-
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
-    nodes = [cluster.add_node(num_cpus=1) for _ in range(2)]
-    cluster.wait_for_nodes()
-    ray.init(address=cluster.address)
-    try:
+    with local_cluster() as (cluster, nodes):
         # Batch size 1: the two requests go to the two actors (least-loaded), one per node.
         config = ray_config(tiny_model, cluster.address, max_restarts=0).replace(max_batch_size=1)
         with DiffusionEngine(config) as engine:
@@ -73,9 +46,6 @@ def test_a_node_that_leaves_fails_only_its_requests(tiny_model: Path) -> None:
             wait_for(lambda: executor.workers_ready == (1, 2), 30, "the executor noticing the node left")
             engine.check_health()  # degraded, still serving
             assert engine.step([request(12)])[0].ok
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
 
 
 def ray_processes() -> set[int]:
