@@ -93,6 +93,11 @@ KNOWN_EXECUTORS: dict[str, KnownExecutor] = {
         "omni_executor_ray:RayDiffusionExecutor",
         "actors on a Ray cluster, one per GPU",
     ),
+    "celery": KnownExecutor(
+        "omni-executor-celery[redis]",
+        "omni_executor_celery:CeleryDiffusionExecutor",
+        "Celery workers behind a Redis or RabbitMQ queue",
+    ),
 }
 
 _runtime_registry: dict[str, type[DiffusionExecutor] | str] = {}

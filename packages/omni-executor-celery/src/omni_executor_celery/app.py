@@ -31,7 +31,7 @@ class CelerySettings:
 
     broker_url: str
     result_backend: str | None = None
-    """``None``: the broker's own (Redis) or ``rpc://`` (RabbitMQ)."""
+    """A key-value result store; ``None`` means the Redis broker itself. RabbitMQ needs one named."""
     queue: str = "omni"
     task_time_limit: float = 600.0
     """Seconds a task may run before the worker kills it (the request fails as timed out)."""
@@ -40,15 +40,38 @@ class CelerySettings:
     result_expires: float = 3600.0
     """Seconds a result is kept for its client (and for deduplication)."""
 
+    def __post_init__(self) -> None:
+        self.backend()  # refuse a broker/backend pair that cannot work, before anything connects
+
+    @property
+    def redis_broker(self) -> bool:
+        return self.broker_url.startswith(("redis://", "rediss://"))
+
     def backend(self) -> str:
-        if self.result_backend:
-            return self.result_backend
-        return self.broker_url if self.broker_url.startswith(("redis://", "rediss://")) else "rpc://"
+        """The result backend's URL.
+
+        Results must be readable by any client thread and by every worker (a worker checks
+        whether a request id already has a result before running it), so Celery's
+        ``rpc://`` backend (results as messages to the one sender) cannot serve.
+        """
+        backend = self.result_backend or (self.broker_url if self.redis_broker else None)
+        if backend is None:
+            raise ValueError(
+                "result_backend: a RabbitMQ broker has no result store; name one, for example "
+                "result_backend='redis://127.0.0.1:6379/1' (omni reads results by request id, "
+                "which Celery's rpc:// backend cannot do)"
+            )
+        if backend.startswith("rpc://"):
+            raise ValueError(
+                f"result_backend: {backend!r} cannot be read by request id; use a key-value store "
+                "such as redis://host:6379/1"
+            )
+        return backend
 
 
 def make_app(settings: CelerySettings, *, name: str = "omni") -> Celery:
     app = Celery(name, broker=settings.broker_url, backend=settings.backend(), set_as_current=False)
-    redis = settings.broker_url.startswith(("redis://", "rediss://"))
+    redis = settings.redis_broker
     app.conf.update(
         task_serializer="json",
         result_serializer="json",
@@ -77,6 +100,10 @@ def make_app(settings: CelerySettings, *, name: str = "omni") -> Celery:
                 # A worker without an event loop (the threads pool) polls Redis; kombu's 1 s
                 # default adds up to a second to every task.
                 "polling_interval": 0.01,
+                # Look for tasks whose worker died (unacknowledged past visibility_timeout) often
+                # enough that redelivery takes about visibility_timeout, not kombu's ~100 s sweep.
+                "unacked_restore_interval": max(1.0, min(10.0, settings.visibility_timeout / 4)),
+                "unacked_restore_throttle": 1,
             }
             if redis
             else {}

@@ -58,13 +58,20 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
+def _first_existing(*paths: str | None) -> str | None:
+    return next((path for path in paths if path and Path(path).exists()), None)
+
+
 @contextmanager
-def redis_server(directory: Path) -> Iterator[str]:
-    """``redis://127.0.0.1:PORT/0`` of a fresh redis-server; nothing persisted."""
+def redis_server(directory: Path, port: int | None = None) -> Iterator[str]:
+    """``redis://127.0.0.1:PORT/0`` of a fresh redis-server; nothing persisted.
+
+    ``port``: a given one (to bring a stopped broker back where its clients expect it).
+    """
     binary = shutil.which("redis-server")
     if binary is None:
         raise BrokerMissing(f"redis-server is not installed; run: {INSTALL}")
-    port = free_port()
+    port = port or free_port()
     log = directory / f"redis-{port}.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
@@ -82,9 +89,9 @@ def redis_server(directory: Path) -> Iterator[str]:
 @contextmanager
 def rabbitmq_server(directory: Path) -> Iterator[str]:
     """``amqp://guest:guest@127.0.0.1:PORT//`` of a fresh rabbitmq-server node in ``directory``."""
-    binary = shutil.which("rabbitmq-server") or (
-        "/usr/sbin/rabbitmq-server" if Path("/usr/sbin/rabbitmq-server").exists() else None
-    )
+    # Debian's /usr/sbin wrapper switches to the rabbitmq user (who cannot enter a private
+    # temporary directory); the script behind it runs the node as the caller.
+    binary = _first_existing("/usr/lib/rabbitmq/bin/rabbitmq-server", shutil.which("rabbitmq-server"))
     if binary is None:
         raise BrokerMissing(f"rabbitmq-server is not installed; run: {INSTALL}")
     port, dist_port, epmd_port = free_port(), free_port(), free_port()
@@ -108,9 +115,6 @@ def rabbitmq_server(directory: Path) -> Iterator[str]:
         "RABBITMQ_SERVER_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
         "HOME": str(base),
     }
-    if os.geteuid() == 0:
-        # The server drops to the rabbitmq user: its directories must belong to it.
-        subprocess.run(["chown", "-R", "rabbitmq:rabbitmq", str(base)], check=False)
     log = base / "server.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
@@ -120,14 +124,10 @@ def rabbitmq_server(directory: Path) -> Iterator[str]:
         _wait_for_port(port, process, "rabbitmq-server", log)
         yield f"amqp://guest:guest@127.0.0.1:{port}//"
     finally:
-        ctl = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
-        subprocess.run([ctl, "-n", node, "stop"], env=env, capture_output=True, timeout=60, check=False)
+        ctl = _first_existing("/usr/lib/rabbitmq/bin/rabbitmqctl", shutil.which("rabbitmqctl"))
+        if ctl is not None:
+            subprocess.run([ctl, "-n", node, "stop"], env=env, capture_output=True, timeout=60, check=False)
         _stop(process)
-        # The Erlang VM may run under the rabbitmq user in a session of its own: its pid file says where.
-        pid_file = base / "pid"
-        if pid_file.exists() and pid_file.read_text().strip().isdigit():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(pid_file.read_text().strip()), signal.SIGKILL)
         subprocess.run(["epmd", "-port", str(epmd_port), "-kill"], env=env, capture_output=True, check=False)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)

@@ -12,7 +12,7 @@ from types import FrameType
 import click
 
 from omni_executor_celery.app import CelerySettings
-from omni_executor_celery.worker import ENV_CONFIG, ENV_SETTINGS
+from omni_executor_celery.worker import ENV_CONFIG, ENV_OFFLOAD, ENV_SETTINGS, OffloadSettings
 
 
 @click.group("celery")
@@ -36,6 +36,9 @@ def celery_group() -> None:
 @click.option("--task-time-limit", default=600.0, show_default=True, type=float)
 @click.option("--visibility-timeout", default=900.0, show_default=True, type=float)
 @click.option("--result-expires", default=3600.0, show_default=True, type=float)
+@click.option("--s3-bucket", default=None, help="put images above --offload-above bytes in this bucket")
+@click.option("--offload-above", default=1024 * 1024, show_default=True, type=click.IntRange(0))
+@click.option("--s3-endpoint-url", default=None, help="S3-compatible endpoint [default: AWS]")
 @click.option("--threads", default=None, type=click.IntRange(1), help="torch threads per CPU worker")
 @click.option("--log-level", default="warning", show_default=True)
 def worker(
@@ -48,24 +51,33 @@ def worker(
     task_time_limit: float,
     visibility_timeout: float,
     result_expires: float,
+    s3_bucket: str | None,
+    offload_above: int,
+    s3_endpoint_url: str | None,
     threads: int | None,
     log_level: str,
 ) -> None:
     """Start one Celery worker per device (or --workers CPU workers), each loading the model once."""
-    settings = CelerySettings(
-        broker_url=broker_url,
-        result_backend=result_backend,
-        queue=queue,
-        task_time_limit=task_time_limit,
-        visibility_timeout=visibility_timeout,
-        result_expires=result_expires,
-    )
+    try:
+        settings = CelerySettings(
+            broker_url=broker_url,
+            result_backend=result_backend,
+            queue=queue,
+            task_time_limit=task_time_limit,
+            visibility_timeout=visibility_timeout,
+            result_expires=result_expires,
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc).split(": ", 1)[1], param_hint="--backend") from exc
     slots = [d.strip() for d in devices.split(",") if d.strip()] if devices else [None] * workers
     base_env = {
         **os.environ,
         ENV_SETTINGS: json.dumps(settings.__dict__),
         ENV_CONFIG: json.dumps({"model_name_or_path": model, "device": None}),
     }
+    if s3_bucket is not None:
+        offload = OffloadSettings(bucket=s3_bucket, above_bytes=offload_above, endpoint_url=s3_endpoint_url)
+        base_env[ENV_OFFLOAD] = json.dumps(offload.__dict__)
     processes = []
     for index, device in enumerate(slots):
         env = dict(base_env)

@@ -23,6 +23,8 @@ from omni_core import DiffusionOutput, OmniDiffusionRequest
 from omni_core.executors import (
     DiffusionExecutor,
     ExecutorDeadError,
+    OffloadedImageError,
+    OverloadedError,
     RemoteError,
     RequestCancelledError,
     RequestLimits,
@@ -30,15 +32,16 @@ from omni_core.executors import (
     RequestValidationError,
     above,
     at_least,
+    restore_images,
     validate_request,
 )
 from omni_executor_celery.app import ABORT_COMMAND, TASK_NAME, CelerySettings, celery_priority, make_app
 
 logger = logging.getLogger(__name__)
 
-POLL_SECONDS = 0.005
+POLL_SECONDS = 0.002
+"""Between reads of the result backend while requests are pending (one MGET for all of them)."""
 IDLE_SECONDS = 0.05
-TIME_LIMIT_MARGIN = 30.0
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,7 @@ class CeleryOptions:
     broker_url: str = "redis://127.0.0.1:6379/0"
     """``redis://host:port/db`` or ``amqp://user:password@host:port/vhost`` (RabbitMQ)."""
     result_backend: str | None = None
-    """``None``: the Redis broker itself, or ``rpc://`` with RabbitMQ."""
+    """Key-value result store (``redis://...``); ``None``: the Redis broker itself. RabbitMQ needs one."""
     queue: str = "omni"
     task_time_limit: float = field(default=600.0, metadata=above(0))
     """Seconds a request may run on a worker; past it, ``RequestTimeoutError``."""
@@ -59,6 +62,12 @@ class CeleryOptions:
     health_timeout: float = field(default=2.0, metadata=above(0))
     """Seconds ``check_health`` waits for the broker and a worker's ping."""
     max_pending: int = field(default=10_000, metadata=at_least(1))
+    """Requests awaiting results at once; more fail at once with ``OverloadedError``."""
+    s3_endpoint_url: str | None = None
+    """Where workers started with ``--s3-bucket`` put large images (``None``: AWS or ``AWS_ENDPOINT_URL``)."""
+
+    def __post_init__(self) -> None:
+        self.settings()  # a broker/backend pair that cannot work is refused here, naming the option
 
     def settings(self) -> CelerySettings:
         return CelerySettings(
@@ -76,7 +85,6 @@ class _Pending:
     request: OmniDiffusionRequest
     future: Future[DiffusionOutput]
     sent: float
-    aborted: bool = False
 
 
 class CeleryDiffusionExecutor(DiffusionExecutor):
@@ -89,7 +97,10 @@ class CeleryDiffusionExecutor(DiffusionExecutor):
         self.settings = self.options.settings()
         self.app = make_app(self.settings, name="omni-client")
         self.limits = RequestLimits.from_config(self.od_config)
-        self._redis = self.settings.broker_url.startswith(("redis://", "rediss://"))
+        self._redis = self.settings.redis_broker
+        self._give_up_after = self.options.task_time_limit + self.options.visibility_timeout
+        self._s3: Any = None
+        self._s3_lock = threading.Lock()
         self._pending: dict[str, _Pending] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -113,8 +124,6 @@ class CeleryDiffusionExecutor(DiffusionExecutor):
             expires = datetime.datetime.fromtimestamp(request.deadline, tz=datetime.timezone.utc)
         with self._lock:
             if len(self._pending) >= self.options.max_pending:
-                from omni_core.executors import OverloadedError
-
                 future.set_result(
                     DiffusionOutput.failure(request.request_id, OverloadedError("too many requests pending"))
                 )
@@ -143,6 +152,7 @@ class CeleryDiffusionExecutor(DiffusionExecutor):
     # -------------------------------------------------------------- results
 
     def _poll_results(self) -> None:
+        """Read every pending request's state in one round trip, resolve the finished ones."""
         backend = self.app.backend
         while not self._stop.is_set():
             with self._lock:
@@ -150,30 +160,29 @@ class CeleryDiffusionExecutor(DiffusionExecutor):
             if not pending:
                 self._stop.wait(IDLE_SECONDS)
                 continue
-            for item in pending:
-                try:
-                    meta = backend.get_task_meta(item.request.request_id)
-                except Exception as exc:  # noqa: BLE001 - the backend is down: keep waiting, say so
-                    logger.warning("result backend unreachable: %s", exc)
-                    self._stop.wait(1.0)
-                    break
+            try:
+                keys = [backend.get_key_for_task(item.request.request_id) for item in pending]
+                values = backend.mget(keys)
+            except Exception as exc:  # noqa: BLE001 - the backend is down: keep waiting, say so
+                logger.warning("result backend %s unreachable: %s", _redact(self.settings.backend()), exc)
+                self._stop.wait(1.0)
+                continue
+            now = time.monotonic()
+            for item, value in zip(pending, values, strict=True):
+                meta = backend.decode_result(value) if value else {}
                 status = meta.get("status")
                 if status in ("SUCCESS", "FAILURE", "REVOKED"):
                     self._resolve(item, status, meta.get("result"))
-                elif (
-                    time.monotonic() - item.sent
-                    > self.options.task_time_limit + self.options.visibility_timeout
-                ):
+                elif now - item.sent > self._give_up_after:
                     error = RequestTimeoutError(
-                        f"no result within task_time_limit + visibility_timeout "
-                        f"({self.options.task_time_limit + self.options.visibility_timeout:g} s)"
+                        f"no result within task_time_limit + visibility_timeout ({self._give_up_after:g} s)"
                     )
                     self._finish(item, DiffusionOutput.failure(item.request.request_id, error))
             self._stop.wait(POLL_SECONDS)
 
     def _resolve(self, item: _Pending, status: str, result: Any) -> None:
         request_id = item.request.request_id
-        if item.aborted or status == "REVOKED":
+        if status == "REVOKED":
             cancelled = RequestCancelledError(f"request {request_id} was aborted")
             self._finish(item, DiffusionOutput.failure(request_id, cancelled))
             return
@@ -182,7 +191,9 @@ class CeleryDiffusionExecutor(DiffusionExecutor):
             self._finish(item, DiffusionOutput.failure(request_id, error))
             return
         try:
-            output = DiffusionOutput.from_dict(result)
+            output = restore_images(result, self._s3_client)
+        except OffloadedImageError as exc:
+            output = DiffusionOutput.failure(request_id, exc)
         except (TypeError, ValueError, KeyError) as exc:
             output = DiffusionOutput.failure(
                 request_id, RemoteError(f"malformed result from a worker: {exc}")
@@ -196,20 +207,35 @@ class CeleryDiffusionExecutor(DiffusionExecutor):
         if not item.future.done():
             item.future.set_result(output)
 
+    def _s3_client(self) -> Any:
+        """The S3 client for offloaded images, made on first need (boto3 is an optional extra)."""
+        with self._s3_lock:
+            if self._s3 is None:
+                try:
+                    import boto3
+                except ImportError as exc:
+                    raise OffloadedImageError(
+                        "a worker put images in S3, but boto3 is not installed here; "
+                        "pip install 'omni-executor-celery[s3]'"
+                    ) from exc
+                self._s3 = boto3.client("s3", endpoint_url=self.options.s3_endpoint_url)
+            return self._s3
+
     # ---------------------------------------------------------------- abort
 
     def abort(self, request_id: str) -> bool:
-        """Revoke the task if queued, stop it at the next step if running; True: it ends cancelled."""
+        """Revoke the task if queued, stop it at the next step if running; it ends cancelled at once."""
         with self._lock:
             item = self._pending.get(request_id)
-            if item is None:
-                return False
-            item.aborted = True
+        if item is None:
+            return False
         try:
             self.app.control.revoke(request_id)
             self.app.control.broadcast(ABORT_COMMAND, arguments={"request_id": request_id})
         except Exception as exc:  # noqa: BLE001 - it still ends cancelled on this side
             logger.warning("could not tell the workers to abort %s: %s", request_id, exc)
+        cancelled = RequestCancelledError(f"request {request_id} was aborted")
+        self._finish(item, DiffusionOutput.failure(request_id, cancelled))
         return True
 
     # ----------------------------------------------------- rpc, health, stop
@@ -244,6 +270,8 @@ class CeleryDiffusionExecutor(DiffusionExecutor):
             )
 
     def shutdown(self) -> None:
+        if self._stop.is_set():
+            return
         self._stop.set()
         self._poller.join()
         with self._lock:

@@ -15,20 +15,44 @@ import json
 import logging
 import os
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 from celery import signals
 from celery.worker.control import control_command
 
 from omni_core import DiffusionOutput, OmniDiffusionRequest, RequestTimeoutError, RequestValidationError
+from omni_core.executors import S3ImageRef, offload_images, put_png
 from omni_executor_celery.app import ABORT_COMMAND, TASK_NAME, CelerySettings, make_app
 
 logger = logging.getLogger(__name__)
 
 ENV_SETTINGS = "OMNI_CELERY_SETTINGS"
 ENV_CONFIG = "OMNI_CELERY_CONFIG"
+ENV_OFFLOAD = "OMNI_CELERY_OFFLOAD"
+"""JSON of :class:`OffloadSettings`: where images above a size go instead of the result backend."""
 ENV_RUN_LOG = "OMNI_CELERY_RUN_LOG"
-"""If set, a file each run of a task appends a line to (tests count runs with it)."""
+"""If set, a file each run of a task appends ``start|done ID PID`` lines to (tests count runs)."""
+
+
+@dataclass(frozen=True)
+class OffloadSettings:
+    """Images whose PNGs together pass ``above_bytes`` are put in an S3-compatible bucket.
+
+    A broker and a result backend carry every byte of a result through memory (Redis keeps
+    it until ``result_expires``); an object store is where megabytes belong.
+    """
+
+    bucket: str
+    above_bytes: int = 1024 * 1024
+    prefix: str = "omni/"
+    endpoint_url: str | None = None
+    presign_seconds: int | None = None
+
+
+def _offload_settings() -> OffloadSettings | None:
+    raw = os.environ.get(ENV_OFFLOAD)
+    return OffloadSettings(**json.loads(raw)) if raw else None
 
 
 def _settings() -> CelerySettings:
@@ -39,13 +63,13 @@ def _settings() -> CelerySettings:
 
 
 app = make_app(_settings(), name="omni-worker")
+_offload = _offload_settings()
+_s3: Any = None
 _runner: Any = None
 _aborted: dict[str, bool] = {}
 """Requests a client aborted (so a cancelled run is not reported as a timeout)."""
 
 
-@signals.worker_process_init.connect
-@signals.worker_init.connect
 def _load_model(**_: Any) -> None:
     """Load the pipeline once per worker process, before the first task arrives."""
     global _runner
@@ -61,18 +85,21 @@ def _load_model(**_: Any) -> None:
     logger.warning("omni worker ready: %s", runner.describe())
 
 
+signals.worker_init.connect(_load_model)
+
+
 @app.task(name=TASK_NAME, bind=True)  # type: ignore[untyped-decorator]
 def generate(task: Any, request_dict: dict[str, Any]) -> dict[str, Any]:
     request_id = str(task.request.id)
     stored = app.backend.get_task_meta(request_id)
     if stored.get("status") == "SUCCESS" and isinstance(stored.get("result"), dict):
         return dict(stored["result"])  # seen before: the stored result, not a second run
-    _record_run(request_id)
+    _record_run(request_id, "start")
     try:
         request = OmniDiffusionRequest.from_dict(request_dict)
     except (TypeError, ValueError) as exc:
         error = RequestValidationError("request", f"not a valid request: {exc}")
-        return DiffusionOutput.failure(str(request_dict.get("request_id", request_id)), error).to_dict()
+        return dict(DiffusionOutput.failure(str(request_dict.get("request_id", request_id)), error).to_dict())
     if _runner is None:
         _load_model()
     # The threads pool enforces no time limit: stop the request at its next step instead.
@@ -87,9 +114,31 @@ def generate(task: Any, request_dict: dict[str, Any]) -> dict[str, Any]:
             timer.cancel()
     timed_out = timer is not None and not timer.is_alive() and output.error_type == "RequestCancelledError"
     if timed_out and not _aborted.pop(request.request_id, False):
-        error = RequestTimeoutError(f"request {request.request_id} ran past task_time_limit ({limit:g} s)")
-        output = DiffusionOutput.failure(request.request_id, error)
-    return dict(output.to_dict())
+        timeout = RequestTimeoutError(f"request {request.request_id} ran past task_time_limit ({limit:g} s)")
+        output = DiffusionOutput.failure(request.request_id, timeout)
+    _record_run(request_id, "done")
+    return _maybe_offload(output.to_dict())
+
+
+def _maybe_offload(result: dict[str, Any]) -> dict[str, Any]:
+    """Put the images in S3 when they are too large to travel through the broker and backend."""
+    images = result.get("output") or []
+    if _offload is None or sum(len(image) * 3 // 4 for image in images) <= _offload.above_bytes:
+        return result
+    global _s3
+    if _s3 is None:
+        import boto3
+
+        _s3 = boto3.client("s3", endpoint_url=_offload.endpoint_url)
+    settings = _offload
+
+    def put(number: int, png: bytes) -> S3ImageRef:
+        key = f"{settings.prefix}{result['request_id']}/{number}.png"  # a second run overwrites
+        return put_png(
+            _s3, bucket=settings.bucket, key=key, png=png, presign_seconds=settings.presign_seconds
+        )
+
+    return offload_images(result, put)
 
 
 @control_command(args=[("request_id", str)], signature="<request_id>")  # type: ignore[untyped-decorator]
@@ -101,11 +150,11 @@ def omni_abort(state: Any, request_id: str) -> dict[str, Any]:
     return {"ok": "cancelled" if cancelled else "not running here"}
 
 
-def _record_run(request_id: str) -> None:
+def _record_run(request_id: str, event: str) -> None:
     path = os.environ.get(ENV_RUN_LOG)
     if path:
         with open(path, "a") as log:
-            log.write(f"{request_id} {os.getpid()}\n")
+            log.write(f"{event} {request_id} {os.getpid()}\n")
 
 
 assert omni_abort.__name__ == ABORT_COMMAND

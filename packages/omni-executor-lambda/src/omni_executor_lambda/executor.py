@@ -32,7 +32,14 @@ from omni_core import (
     RequestValidationError,
     validate_request,
 )
-from omni_core.executors import DiffusionExecutor, above, at_least, call_with_retries
+from omni_core.executors import (
+    DiffusionExecutor,
+    OffloadedImageError,
+    above,
+    at_least,
+    call_with_retries,
+    restore_images,
+)
 from omni_executor_lambda.invoke import (
     InvokeResult,
     NotReachedError,
@@ -41,8 +48,7 @@ from omni_executor_lambda.invoke import (
     make_lambda_client,
     make_s3_client,
 )
-from omni_executor_lambda.protocol import build_event, output_from_parts, split_output
-from omni_executor_lambda.s3 import OffloadedImageError, fetch_png_b64
+from omni_executor_lambda.protocol import build_event
 
 
 @dataclass(frozen=True)
@@ -196,12 +202,7 @@ class LambdaDiffusionExecutor(DiffusionExecutor):
                 )
                 continue
             try:
-                rest, images = split_output(item)
-                inline = [
-                    image if isinstance(image, str) else fetch_png_b64(self._s3_client(), image)
-                    for image in images
-                ]
-                output = output_from_parts(rest, inline)
+                output = restore_images(item, self._s3_client)
             except OffloadedImageError as exc:
                 outputs.append(DiffusionOutput.failure(request.request_id, exc))
                 continue

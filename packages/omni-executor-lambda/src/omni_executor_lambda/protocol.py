@@ -17,10 +17,9 @@ nothing received is ever unpickled.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
 from typing import Any
 
-from omni_core import DiffusionOutput, OmniDiffusionRequest
+from omni_core import OmniDiffusionRequest
 
 PROTOCOL_VERSION = 1
 
@@ -33,36 +32,6 @@ EVENT_REQUEST_LIMIT = 1024 * 1024
 
 class InvalidEventError(ValueError):
     """The event is not an omni event; the message names the field and the fix."""
-
-
-@dataclass(frozen=True)
-class S3ImageRef:
-    """Where the function put one PNG, and what the reader must find there."""
-
-    bucket: str
-    key: str
-    size: int
-    sha256: str
-    url: str | None = None
-    """A presigned GET URL, for readers without S3 credentials."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Any) -> S3ImageRef:
-        if not isinstance(data, dict):
-            raise ValueError(f"an S3 image reference must be an object, got {type(data).__name__}")
-        try:
-            return cls(
-                bucket=str(data["bucket"]),
-                key=str(data["key"]),
-                size=int(data["size"]),
-                sha256=str(data["sha256"]),
-                url=None if data.get("url") is None else str(data["url"]),
-            )
-        except KeyError as exc:
-            raise ValueError(f"S3 image reference lacks {exc.args[0]!r}") from exc
 
 
 def build_event(requests: list[OmniDiffusionRequest], idempotency_key: str) -> bytes:
@@ -118,23 +87,3 @@ def build_response(outputs: list[dict[str, Any]]) -> dict[str, Any]:
 def response_size(response: dict[str, Any]) -> int:
     """Bytes of ``response`` as Lambda will serialise it."""
     return len(json.dumps(response, separators=(",", ":")).encode())
-
-
-def split_output(data: dict[str, Any]) -> tuple[dict[str, Any], list[str | S3ImageRef]]:
-    """An output dict without its images, and its images (inline base64 or S3 references)."""
-    images: list[str | S3ImageRef] = []
-    for item in data.get("output") or []:
-        if isinstance(item, str):
-            images.append(item)
-        elif isinstance(item, dict) and "s3" in item:
-            images.append(S3ImageRef.from_dict(item["s3"]))
-        else:
-            raise ValueError(f"an image must be base64 text or {{'s3': ...}}, got {type(item).__name__}")
-    rest = dict(data)
-    rest["output"] = []
-    return rest, images
-
-
-def output_from_parts(rest: dict[str, Any], images_b64: list[str]) -> DiffusionOutput:
-    """Rebuild a :class:`DiffusionOutput` once every image is inline again."""
-    return DiffusionOutput.from_dict({**rest, "output": images_b64})

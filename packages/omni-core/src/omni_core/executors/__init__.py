@@ -3,7 +3,7 @@
 Everything a package needs to write an executor is importable from here: the
 base classes, the queued-executor base and its batch type, progress events,
 the options helpers, the failure classes, request validation and limits, the
-retry policy, image encoding and the model runner. Users need only
+retry policy, image encoding, S3 image offload and the model runner. Users need only
 ``omni_core``; omni's other modules are private to it and may change.
 Importing this package does not import torch (the runner does, when built).
 """
@@ -28,6 +28,14 @@ from omni_core.executors.options import NoOptions, above, at_least, parse_execut
 from omni_core.executors.queue import QueuedRequest, RequestQueue
 from omni_core.executors.queued import Batch, QueuedDiffusionExecutor
 from omni_core.images import ImageArray, decode_png_b64, encode_png_b64
+from omni_core.offload import (
+    OffloadedImageError,
+    S3ImageRef,
+    fetch_png_b64,
+    offload_images,
+    put_png,
+    restore_images,
+)
 from omni_core.registry import resolve_executor_class
 from omni_core.retry import RetryLater, backoff_seconds, call_with_retries, parse_retry_after
 from omni_core.runner.model_runner import DiffusionModelRunner
@@ -49,6 +57,7 @@ __all__ = [
     "ModelError",
     "ModelLoadError",
     "NoOptions",
+    "OffloadedImageError",
     "OmniError",
     "OverloadedError",
     "ProgressEvent",
@@ -62,6 +71,7 @@ __all__ = [
     "RequestTimeoutError",
     "RequestValidationError",
     "RetryLater",
+    "S3ImageRef",
     "WorkerDiedError",
     "above",
     "at_least",
@@ -71,10 +81,14 @@ __all__ = [
     "decode_png_b64",
     "encode_png_b64",
     "failure_from_fields",
+    "fetch_png_b64",
+    "offload_images",
     "parse_executor_options",
     "parse_retry_after",
     "parse_size",
+    "put_png",
     "resolve_executor_class",
+    "restore_images",
     "validate_request",
     "validate_scheduling_fields",
     "worker_config_fields",

@@ -12,19 +12,18 @@ pays for it). Later invocations in the environment reuse it.
 
 from __future__ import annotations
 
-import base64
 import os
 import threading
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from omni_core import DiffusionOutput, OmniDiffusionRequest, RequestValidationError
-from omni_core.executors import DiffusionModelRunner
+from omni_core.executors import DiffusionModelRunner, S3ImageRef, offload_images, put_png
 from omni_executor_lambda.function.settings import FunctionSettings
 from omni_executor_lambda.protocol import build_response, parse_event, response_size
-from omni_executor_lambda.s3 import put_png
 
 # Responses kept per environment by idempotency key, so a repeated event is answered, not re-run.
 RECENT_RESPONSES = 8
@@ -118,18 +117,22 @@ def _offload_images(
             f"the response is {size} bytes, over Lambda's limit of {settings.response_limit}; set the "
             "function's OMNI_S3_BUCKET so images are written to S3, or ask for fewer/smaller images"
         )
-    for output in response["outputs"]:
-        refs = []
-        for number, image_b64 in enumerate(output["output"]):
-            ref = put_png(
+
+    def uploader(request_id: str) -> Callable[[int, bytes], S3ImageRef]:
+        def put(number: int, png: bytes) -> S3ImageRef:
+            return put_png(
                 environment.s3(),
-                bucket=settings.s3_bucket,
-                key=f"{settings.s3_prefix}{key}/{output['request_id']}/{number}.png",
-                png=base64.b64decode(image_b64),
+                bucket=str(settings.s3_bucket),
+                key=f"{settings.s3_prefix}{key}/{request_id}/{number}.png",
+                png=png,
                 presign_seconds=settings.presign_seconds,
             )
-            refs.append({"s3": ref.to_dict()})
-        output["output"] = refs
+
+        return put
+
+    response["outputs"] = [
+        offload_images(output, uploader(output["request_id"])) for output in response["outputs"]
+    ]
     remaining = response_size(response)
     if remaining > settings.response_limit:
         raise ResponseTooLargeError(
