@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 from pathlib import Path
 
 import nox
+import nox.command
 
 ROOT = Path(__file__).parent
 CONSTRAINTS = ("-c", str(ROOT / "constraints.txt"))
@@ -28,6 +30,7 @@ PACKAGES: dict[str, str] = {
     "omni-executor-priority": "./packages/omni-executor-priority",
     "omni-executor-lambda": "./packages/omni-executor-lambda[function,local]",
     "omni-executor-ray": "./packages/omni-executor-ray",
+    "omni-executor-celery": "./packages/omni-executor-celery[worker,redis,s3]",
 }
 # Packages whose tests must not reach any address but loopback: they run in a private network
 # namespace (``unshare -rn``, ``lo`` up), because Ray binds to the host's primary address.
@@ -40,6 +43,11 @@ PACKAGE_TEST_DEPS: dict[str, tuple[str, ...]] = {
         "moto[s3,server]>=5.0",
         "httpx>=0.27",
     ),  # moto: a local S3 (AWS cannot be reached)
+    "omni-executor-celery": ("moto[s3,server]>=5.0",),
+}
+# Debian packages a package's tests start on loopback (installed by the session when missing).
+PACKAGE_SERVICES: dict[str, dict[str, str]] = {
+    "omni-executor-celery": {"redis-server": "redis-server", "rabbitmq-server": "rabbitmq-server"},
 }
 # Packages whose plain install (no extras) must not pull in torch.
 LIGHT_PACKAGES: dict[str, tuple[str, ...]] = {
@@ -47,6 +55,7 @@ LIGHT_PACKAGES: dict[str, tuple[str, ...]] = {
     "omni-executor-http": ("./packages/omni-core", "./packages/omni-executor-http"),
     "omni-executor-priority": ("./packages/omni-core", "./packages/omni-executor-priority"),
     "omni-executor-lambda": ("./packages/omni-core", "./packages/omni-executor-lambda"),
+    "omni-executor-celery": ("./packages/omni-core", "./packages/omni-executor-celery[redis]"),
 }
 
 nox.options.sessions = [
@@ -160,12 +169,41 @@ def docs(session: nox.Session) -> None:
     session.run("mkdocs", "build", "--strict", "--site-dir", str(ROOT / ".nox" / "site"))
 
 
+def install_services(session: nox.Session, programs: dict[str, str]) -> None:
+    """Install the Debian packages behind ``programs`` (program -> package) that are missing.
+
+    Only where apt-get can run as root (CI, a fresh container); elsewhere the tests skip,
+    or fail under ``CI=true``, naming the install command.
+    """
+    missing = sorted({package for program, package in programs.items() if not _has_program(program)})
+    if not missing:
+        return
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        hint = f"apt-get install -y {' '.join(missing)}"
+        session.warn(f"not installed, so their tests skip (fail under CI=true): {missing}; run: {hint}")
+        return
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    command = ["apt-get", "install", "-y", "--no-install-recommends", *missing]
+    try:
+        session.run(*command, external=True, env=env, silent=True)
+    except nox.command.CommandFailed:  # stale package lists
+        session.run("apt-get", "update", external=True, env=env, silent=True)
+        session.run(*command, external=True, env=env, silent=True)
+
+
+def _has_program(program: str) -> bool:
+    return shutil.which(program) is not None or any(
+        Path(directory, program).exists() for directory in ("/usr/sbin", "/usr/lib/rabbitmq/bin")
+    )
+
+
 @nox.session
 @nox.parametrize("package", list(PACKAGES))
 def tests(session: nox.Session, package: str) -> None:
     """One package's own tests, with only omni-core beside it."""
     targets = [CORE] if package == "omni-core" else [CORE, PACKAGES[package]]
     install(session, *TEST_DEPS, *PACKAGE_TEST_DEPS.get(package, ()), *targets)
+    install_services(session, PACKAGE_SERVICES.get(package, {}))
     command = ["pytest", f"packages/{package}/tests", *session.posargs]
     if package in LOOPBACK_ONLY:
         command.insert(1, "--capture=sys")  # Ray's log forwarding and fd capture clash at exit

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from omni_executor_celery.brokers import BrokerMissing, rabbitmq_server, redis_server
 
 from omni_core.testing import isolated_omni_cache, tiny_model
-from omni_executor_celery.brokers import BrokerMissing, rabbitmq_server, redis_server
 
 __all__ = ["isolated_omni_cache", "tiny_model"]
 
@@ -51,6 +51,6 @@ def broker(request: pytest.FixtureRequest, redis_url: str) -> tuple[str, str]:
     return request.getfixturevalue("rabbitmq_url"), backend
 
 
-@pytest.fixture()
+@pytest.fixture
 def run_log(tmp_path: Path) -> Path:
     return tmp_path / "runs.log"

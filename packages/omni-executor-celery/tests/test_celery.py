@@ -13,15 +13,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from omni_executor_celery.app import TASK_NAME
+from omni_executor_celery.testing import celery_config, celery_workers, request, wait_for_workers
 
 from omni_core import (
     DiffusionEngine,
     DiffusionOutput,
+    ExecutorDeadError,
     OmniDiffusionConfig,
     OmniDiffusionRequest,
 )
-from omni_executor_celery.app import TASK_NAME
-from omni_executor_celery.testing import celery_config, celery_workers, request, wait_for_workers
 
 
 def runs(log: Path, event: str, request_id: str | None = None) -> list[tuple[str, int]]:
@@ -85,7 +86,9 @@ def test_worker_rejects_a_malformed_request_alone(pool: tuple[DiffusionEngine, P
     good = engine.submit(request(1))
     # Straight onto the queue, past the executor's own checks, as another client could.
     bad = engine.executor.app.send_task(  # type: ignore[attr-defined]
-        TASK_NAME, args=[{"prompt": 7, "height": "tall"}], queue=engine.executor.settings.queue  # type: ignore[attr-defined]
+        TASK_NAME,
+        args=[{"prompt": 7, "height": "tall"}],
+        queue=engine.executor.settings.queue,  # type: ignore[attr-defined]
     )
     rejected = DiffusionOutput.from_dict(bad.get(timeout=60))
     assert rejected.error_type == "RequestValidationError"
@@ -105,7 +108,10 @@ def test_a_request_id_seen_twice_runs_once(pool: tuple[DiffusionEngine, Path]) -
     first = request(5)
     output = engine.submit(first).result(60).raise_for_error()
     again = engine.executor.app.send_task(  # type: ignore[attr-defined]
-        TASK_NAME, args=[first.to_dict()], task_id=first.request_id, queue=engine.executor.settings.queue  # type: ignore[attr-defined]
+        TASK_NAME,
+        args=[first.to_dict()],
+        task_id=first.request_id,
+        queue=engine.executor.settings.queue,  # type: ignore[attr-defined]
     )
     stored = DiffusionOutput.from_dict(again.get(timeout=60))
     assert np.array_equal(stored.output[0], output.output[0])
@@ -133,6 +139,5 @@ def test_abort_revokes_a_queued_task_and_stops_a_running_one(pool: tuple[Diffusi
 def test_health_names_a_missing_worker(tiny_model: Path, redis_url: str) -> None:
     queue = f"omni-{uuid.uuid4().hex[:8]}"
     config = celery_config(tiny_model, redis_url, redis_url, queue=queue, health_timeout=0.5)
-    with DiffusionEngine(config) as engine:
-        with pytest.raises(Exception, match="no omni celery worker answered"):
-            engine.executor.check_health()
+    with DiffusionEngine(config) as engine, pytest.raises(ExecutorDeadError, match="no omni celery worker"):
+        engine.executor.check_health()

@@ -25,7 +25,11 @@ def celery_group() -> None:
     "--broker", "broker_url", required=True, envvar="OMNI_CELERY_BROKER", help="redis://... or amqp://..."
 )
 @click.option(
-    "--backend", "result_backend", default=None, help="result backend [default: the Redis broker, or rpc://]"
+    "--backend",
+    "result_backend",
+    default=None,
+    envvar="OMNI_CELERY_BACKEND",
+    help="key-value result store, e.g. redis://host:6379/1 [default: the Redis broker; RabbitMQ needs one]",
 )
 @click.option("--model", default=None, help="diffusers model folder or hub id [default: built-in model]")
 @click.option("--queue", default="omni", show_default=True)
@@ -86,7 +90,10 @@ def worker(
         else:
             per = threads or max(1, (os.cpu_count() or 1) // len(slots))
             env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(per)
-        name = f"omni-{'gpu' + device if device is not None else 'cpu' + str(index)}@%h"
+        # Unique per start: two worker commands on one host must not share a node name
+        # (RabbitMQ refuses the second one's remote-control queue).
+        slot = f"gpu{device}" if device is not None else f"cpu{index}"
+        name = f"omni-{slot}-{os.getpid()}@%h"
         command = [
             sys.executable, "-m", "celery", "-A", "omni_executor_celery.worker:app", "worker",
             "--pool", "threads", "--concurrency", "1", "--prefetch-multiplier", "1",

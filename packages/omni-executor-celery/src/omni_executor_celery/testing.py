@@ -6,6 +6,7 @@ process group each, so a test can SIGKILL one worker process and watch its task 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -52,10 +53,8 @@ def celery_workers(
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
-        try:  # a worker process the group's leader no longer waits for
+        with contextlib.suppress(ProcessLookupError):  # a worker its group's leader no longer waits for
             os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def celery_config(model: Path, broker_url: str, backend_url: str, **options: object) -> OmniDiffusionConfig:
