@@ -78,6 +78,11 @@ KNOWN_EXECUTORS: dict[str, KnownExecutor] = {
         "omni_executor_http:HTTPDiffusionExecutor",
         "a remote OpenAI-compatible image server",
     ),
+    "external": KnownExecutor(
+        "omni-executor-http",
+        "omni_executor_http:ExternalDiffusionExecutor",
+        "image servers started elsewhere (a list, DNS or a file), least-loaded routing",
+    ),
     "lambda": KnownExecutor(
         "omni-executor-lambda",
         "omni_executor_lambda:LambdaDiffusionExecutor",

@@ -31,55 +31,81 @@ class ServerProcess:
         return self.log.read_text(errors="replace")
 
 
+def start_server(
+    model: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    tmp: Path,
+    executor: str = "inproc",
+    port: int | None = None,
+) -> ServerProcess:
+    """Start `omni serve` on 127.0.0.1 (a free port unless given); returns before it is ready."""
+    omni = shutil.which("omni")
+    assert omni, "omni console script missing"
+    port = port or free_port()
+    log = tmp / f"serve-{port}.log"
+    command = [
+        omni, "serve", "--model", str(model), "--executor", executor, "--port", str(port),
+        "--log-level", "warning", *args,
+    ]  # fmt: skip
+    with log.open("a") as sink:
+        process = subprocess.Popen(
+            command, stdout=sink, stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})}
+        )
+    return ServerProcess(process, f"http://127.0.0.1:{port}", log)
+
+
+def wait_until_healthy(server: ServerProcess, seconds: float = 90.0) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"omni serve exited with {server.process.returncode}:\n{server.logs()}")
+        try:
+            if httpx.get(f"{server.url}/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"omni serve did not become healthy:\n{server.logs()}")
+        time.sleep(0.1)
+
+
+def stop_server(server: ServerProcess) -> None:
+    """SIGTERM (graceful drain), then SIGKILL if it does not exit in 30 s."""
+    process = server.process
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 @contextmanager
 def run_server(
     model: Path, *args: str, env: dict[str, str] | None = None, tmp: Path, executor: str = "inproc"
 ) -> Iterator[ServerProcess]:
-    """Start `omni serve` as a subprocess on a free loopback port; yield once /health answers.
-
-    Stops it with SIGTERM (graceful drain), then SIGKILL if it does not exit in 30 s.
-    """
-    omni = shutil.which("omni")
-    assert omni, "omni console script missing"
-    port = free_port()
-    log = tmp / f"serve-{port}.log"
-    command = [
-        omni,
-        "serve",
-        "--model",
-        str(model),
-        "--executor",
-        executor,
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-        *args,
-    ]
-    with log.open("w") as sink:
-        process = subprocess.Popen(
-            command, stdout=sink, stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})}
-        )
-    server = ServerProcess(process, f"http://127.0.0.1:{port}", log)
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"omni serve exited with {process.returncode}:\n{server.logs()}")
-            try:
-                if httpx.get(f"{server.url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"omni serve did not become healthy:\n{server.logs()}")
-            time.sleep(0.1)
+    """Start `omni serve` as a subprocess on a free loopback port; yield once /health answers."""
+    with run_servers(model, 1, *args, env=env, tmp=tmp, executor=executor) as (server,):
         yield server
+
+
+@contextmanager
+def run_servers(
+    model: Path,
+    count: int,
+    *args: str,
+    env: dict[str, str] | None = None,
+    tmp: Path,
+    executor: str = "inproc",
+) -> Iterator[list[ServerProcess]]:
+    """``count`` servers started at once (they load their models side by side); stopped on exit."""
+    servers = [start_server(model, *args, env=env, tmp=tmp, executor=executor) for _ in range(count)]
+    try:
+        for server in servers:
+            wait_until_healthy(server)
+        yield servers
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        for server in servers:
+            stop_server(server)
