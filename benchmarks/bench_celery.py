@@ -19,7 +19,6 @@ import argparse
 import contextlib
 import os
 import signal
-import statistics
 import sys
 import tempfile
 import time
@@ -27,7 +26,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from _load import throughput
+from _load import alternating_medians, throughput
 from _plot import save_bars
 from _targets import verdict
 
@@ -39,19 +38,6 @@ VISIBILITY = 4.0
 
 def request(seed: int, steps: int = STEPS) -> OmniDiffusionRequest:
     return OmniDiffusionRequest(prompt="a 7", height=64, width=64, num_inference_steps=steps, seed=seed)
-
-
-def alternate(engines: list[DiffusionEngine], count: int) -> list[float]:
-    """Median seconds per sequential request of each engine, taking turns request by request."""
-    for engine in engines:
-        engine.step([request(999)])[0].raise_for_error()
-    times: list[list[float]] = [[] for _ in engines]
-    for seed in range(count):
-        for engine, sink in zip(engines, times, strict=True):
-            started = time.perf_counter()
-            engine.submit(request(seed)).result().raise_for_error()
-            sink.append(time.perf_counter() - started)
-    return [statistics.median(sink) for sink in times]
 
 
 class Broker:
@@ -143,7 +129,9 @@ def main() -> None:
             on_rabbitmq = Broker(stack, model, rabbitmq_url, backend, Path(tmp) / "rabbitmq-runs.log")
             on_redis.add_worker()
             on_rabbitmq.add_worker()
-            mp_s, redis_s, rabbitmq_s = alternate([mp, on_redis.engine, on_rabbitmq.engine], count)
+            mp_s, redis_s, rabbitmq_s = alternating_medians(
+                [mp, on_redis.engine, on_rabbitmq.engine], request, count
+            )
             for name, seconds, target in (("redis", redis_s, 0.010), ("rabbitmq", rabbitmq_s, 0.015)):
                 print(
                     f"1. sequential, {name:8}: mp {mp_s * 1e3:6.1f} ms, celery {seconds * 1e3:6.1f} ms, "

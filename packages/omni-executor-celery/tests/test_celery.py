@@ -141,3 +141,29 @@ def test_health_names_a_missing_worker(tiny_model: Path, redis_url: str) -> None
     config = celery_config(tiny_model, redis_url, redis_url, queue=queue, health_timeout=0.5)
     with DiffusionEngine(config) as engine, pytest.raises(ExecutorDeadError, match="no omni celery worker"):
         engine.executor.check_health()
+
+
+def test_urgent_requests_go_first_and_a_passed_deadline_drops_a_queued_one(
+    pool: tuple[DiffusionEngine, Path],
+) -> None:
+    engine, log = pool
+    blockers = [request(seed, steps=200, size=128) for seed in (31, 32)]
+    running = [engine.submit(r) for r in blockers]
+    wait_until(lambda: all(runs(log, "start", r.request_id) for r in blockers), 60, "both workers are busy")
+    one_step = {"prompt": "a 7", "height": 64, "width": 64, "num_inference_steps": 1}
+    relaxed = [OmniDiffusionRequest(**one_step, seed=seed, priority=5) for seed in (33, 34, 35)]
+    urgent = OmniDiffusionRequest(**one_step, seed=36, priority=-5)
+    late = OmniDiffusionRequest(**one_step, seed=37, deadline=time.time() + 0.5)
+    futures = [engine.submit(r) for r in [*relaxed, late, urgent]]
+    time.sleep(2.0)  # the deadline (and the client's grace) passes while both workers are busy
+    for r in blockers:
+        engine.abort(r.request_id)
+    outputs = [f.result(60) for f in futures]
+    assert [o.error for o in outputs[:3]] == [None] * 3
+    assert outputs[4].error is None
+    assert outputs[3].error_type == "RequestTimeoutError", outputs[3].error
+    assert runs(log, "start", late.request_id) == []  # dropped by the worker, never run
+    order = [rid for rid, _ in runs(log, "start") if rid in {r.request_id for r in [*relaxed, urgent]}]
+    assert order[0] == urgent.request_id, order  # queued last, run first
+    for future in running:
+        future.result(5)

@@ -173,6 +173,13 @@ class CeleryDiffusionExecutor(DiffusionExecutor):
                 status = meta.get("status")
                 if status in ("SUCCESS", "FAILURE", "REVOKED"):
                     self._resolve(item, status, meta.get("result"))
+                elif status in (None, "PENDING") and _queued_past_deadline(item.request):
+                    # RabbitMQ drops an expired message itself (Celery sets its TTL): no worker
+                    # ever reports it, so the client says what happened.
+                    late = RequestTimeoutError(
+                        f"request {item.request.request_id} was still queued at its deadline"
+                    )
+                    self._finish(item, DiffusionOutput.failure(item.request.request_id, late))
                 elif now - item.sent > self._give_up_after:
                     error = RequestTimeoutError(
                         f"no result within task_time_limit + visibility_timeout ({self._give_up_after:g} s)"
@@ -182,9 +189,14 @@ class CeleryDiffusionExecutor(DiffusionExecutor):
 
     def _resolve(self, item: _Pending, status: str, result: Any) -> None:
         request_id = item.request.request_id
-        if status == "REVOKED":
-            cancelled = RequestCancelledError(f"request {request_id} was aborted")
-            self._finish(item, DiffusionOutput.failure(request_id, cancelled))
+        if status == "REVOKED":  # revoked by an abort, or dropped by a worker past its expires
+            deadline = item.request.deadline
+            if deadline is not None and time.time() >= deadline:
+                late = RequestTimeoutError(f"request {request_id} was still queued at its deadline")
+                self._finish(item, DiffusionOutput.failure(request_id, late))
+            else:
+                cancelled = RequestCancelledError(f"request {request_id} was revoked")
+                self._finish(item, DiffusionOutput.failure(request_id, cancelled))
             return
         if status == "FAILURE":
             error = RemoteError(f"the worker failed: {result}")
@@ -281,6 +293,14 @@ class CeleryDiffusionExecutor(DiffusionExecutor):
             if not item.future.done():
                 item.future.set_exception(ExecutorDeadError("executor shut down before the request finished"))
         self.app.close()
+
+
+DEADLINE_GRACE_SECONDS = 1.0
+"""How long past a deadline a task not yet started is given (a worker may be picking it up)."""
+
+
+def _queued_past_deadline(request: OmniDiffusionRequest) -> bool:
+    return request.deadline is not None and time.time() > request.deadline + DEADLINE_GRACE_SECONDS
 
 
 def _redact(url: str) -> str:
