@@ -9,9 +9,12 @@ gigabytes of CUDA packages.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import nox
@@ -73,15 +76,43 @@ nox.options.error_on_missing_interpreters = True
 nox.options.reuse_existing_virtualenvs = False
 
 
+def local_torch_wheels() -> str | None:
+    """The folder pip is told to find the CPU torch wheel in (``PIP_FIND_LINKS`` or pip's config)."""
+    folders = os.environ.get("PIP_FIND_LINKS", "").split()
+    if not folders:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            command = [sys.executable, "-m", "pip", "config", "get", "global.find-links"]
+            folders = subprocess.run(command, capture_output=True, text=True, timeout=60).stdout.split()
+    for folder in folders:
+        path = Path(folder.removeprefix("file://"))
+        if path.is_dir() and any(path.glob("torch-2.13.0*.whl")):
+            return str(path)
+    return None
+
+
+# Every isolated session installs torch and diffusers: uv does that in seconds where pip takes
+# half a minute. uv does not read pip's configuration, so it is used only where the CPU torch
+# wheel's folder is known and handed to it (``--find-links``); elsewhere pip, so no session can
+# ever resolve torch to PyPI's CUDA build.
+TORCH_WHEELS = local_torch_wheels()
+nox.options.default_venv_backend = "uv|virtualenv" if TORCH_WHEELS else "virtualenv"
+
 # pip byte-compiles every installed module by default; torch alone has thousands it would compile
-# for each of the isolated sessions. Modules compile when first imported instead.
+# for each of the isolated sessions. Modules compile when first imported instead (uv never compiles).
 NO_COMPILE = "--no-compile"
+
+
+def installer_args(session: nox.Session) -> list[str]:
+    if session.venv_backend == "uv":
+        assert TORCH_WHEELS is not None
+        return ["--find-links", TORCH_WHEELS]
+    return [NO_COMPILE]
 
 
 def install(session: nox.Session, *targets: str) -> None:
     # torch first, alone and pinned, so nothing later can choose a CUDA build.
-    session.install(NO_COMPILE, *CONSTRAINTS, "torch==2.13.0")
-    session.install(NO_COMPILE, *CONSTRAINTS, *targets)
+    session.install(*installer_args(session), *CONSTRAINTS, "torch==2.13.0")
+    session.install(*installer_args(session), *CONSTRAINTS, *targets)
 
 
 # Sessions that need every package share one environment (isolation is not their point; the
@@ -135,8 +166,9 @@ def typecheck(session: nox.Session) -> None:
 def light(session: nox.Session, package: str) -> None:
     """A package without extras installs no torch and imports without it."""
     session.install(*LIGHT_PACKAGES[package])
-    installed = session.run("python", "-m", "pip", "list", "--format=freeze", silent=True) or ""
-    heavy = [line for line in installed.splitlines() if line.lower().startswith(("torch=", "diffusers="))]
+    listing = "import importlib.metadata as m; print(*(d.metadata['Name'] for d in m.distributions()))"
+    installed = session.run("python", "-c", listing, silent=True) or ""
+    heavy = [name for name in installed.split() if name.lower() in ("torch", "diffusers")]
     if heavy:
         session.error(f"pip install {package} pulled in {heavy}")
     module = package.replace("-", "_")
