@@ -169,6 +169,15 @@ def test_servers_come_and_go_with_the_discovery_file(
         assert served(first) == before_first
 
 
+def test_servers_from_a_dns_name(three: list[ServerProcess], tiny_model: Path) -> None:
+    port = three[1].url.rsplit(":", 1)[1]
+    with external(tiny_model, discovery=f"http://localhost:{port}") as engine:
+        states = {s["url"]: s["state"] for s in engine.executor.server_states()}  # type: ignore[attr-defined]
+        assert states[f"http://127.0.0.1:{port}"] == "healthy"  # localhost's A record
+        assert set(states) <= {f"http://127.0.0.1:{port}", f"http://[::1]:{port}"}  # and AAAA, if any
+        assert engine.submit(request(3)).result(60).error is None
+
+
 def test_bad_options_name_the_fix(tiny_model: Path) -> None:
     with pytest.raises(ExecutorOptionsError, match="exactly one of urls"):
         external(tiny_model)
