@@ -125,7 +125,7 @@ WORKSPACE_DEPS = (
     "types-tqdm",
     "boto3-stubs[lambda,s3]",
     "matplotlib>=3.8",
-    "kubernetes-validate>=1.30",  # examples/kuberay checked offline against Kubernetes' schemas
+    "kubernetes-validate>=1.30",  # deploy/kubernetes/ checked offline against Kubernetes' schemas
     *PACKAGES.values(),
     "./examples/third_party_executor",
 )

@@ -1,4 +1,4 @@
-"""examples/celery/celery-workers.yaml, checked offline against Kubernetes' schemas and omni's code.
+"""deploy/kubernetes/celery-workers.yaml, checked offline against Kubernetes' schemas and omni's code.
 
 kubernetes-validate ships the core API's schemas, not KEDA's CRDs: the Secret and Deployment
 are validated strictly; the ScaledObject and TriggerAuthentication are checked for the fields
@@ -16,7 +16,7 @@ import pytest
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
 yaml = pytest.importorskip("yaml")
 
-MANIFEST = Path(__file__).resolve().parents[1] / "examples" / "celery" / "celery-workers.yaml"
+MANIFEST = Path(__file__).resolve().parents[1] / "deploy" / "kubernetes" / "celery-workers.yaml"
 KUBERNETES = "1.37.0"
 
 

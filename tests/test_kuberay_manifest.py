@@ -1,4 +1,4 @@
-"""examples/kuberay/ray-cluster.yaml, checked offline against Kubernetes' schemas and omni's code.
+"""deploy/kubernetes/ray-cluster.yaml, checked offline against Kubernetes' schemas and omni's code.
 
 kubernetes-validate ships the core API's schemas but not KubeRay's CRD, so the RayCluster is
 checked in parts: each of its pod templates strictly as a core/v1 PodTemplate (the schema the
@@ -17,7 +17,7 @@ import pytest
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
 yaml = pytest.importorskip("yaml")
 
-MANIFEST = Path(__file__).resolve().parents[1] / "examples" / "kuberay" / "ray-cluster.yaml"
+MANIFEST = Path(__file__).resolve().parents[1] / "deploy" / "kubernetes" / "ray-cluster.yaml"
 KUBERNETES = "1.37.0"
 
 
@@ -61,7 +61,7 @@ def test_the_ray_clusters_pod_templates_validate_as_core_pod_templates() -> None
     assert workers["resources"]["limits"]["nvidia.com/gpu"] == "1"  # one actor per GPU
 
 
-def test_the_omni_command_and_probes_agree_with_the_code() -> None:
+def test_the_omni_command_and_probes_agree_with_the_code(server_routes: set[str]) -> None:
     from omni_executor_http.server.cli import serve
 
     (deployment,) = [doc for doc in documents() if doc["kind"] == "Deployment"]
@@ -74,16 +74,7 @@ def test_the_omni_command_and_probes_agree_with_the_code() -> None:
     assert "ray_address=ray://omni-ray-head-svc:10001" in context.params["options"]
     port = context.params["port"]
     assert container["ports"][0]["containerPort"] == port
-    routes = _server_routes()
+    routes = server_routes
     for probe in ("readinessProbe", "livenessProbe"):
         assert container[probe]["httpGet"]["path"] in routes
         assert container[probe]["timeoutSeconds"] <= 1
-
-
-def _server_routes() -> set[str]:
-    from omni_core import DiffusionEngine, OmniDiffusionConfig
-    from omni_executor_http.server.app import ServerSettings, create_app
-
-    with DiffusionEngine(OmniDiffusionConfig(executor_class="inproc")) as engine:  # the built-in model
-        app = create_app(engine, ServerSettings())
-        return {route.path for route in app.routes}  # type: ignore[attr-defined]
