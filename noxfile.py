@@ -29,7 +29,7 @@ TEST_DEPS = ("pytest>=8", "pytest-timeout>=2.3")
 PACKAGES: dict[str, str] = {
     "omni-core": CORE,
     "omni-executor-multiproc": "./packages/omni-executor-multiproc",
-    "omni-executor-http": "./packages/omni-executor-http[server]",
+    "omni-executor-http": "./packages/omni-executor-http[server,cloudrun,google,azure]",
     "omni-executor-priority": "./packages/omni-executor-priority",
     "omni-executor-lambda": "./packages/omni-executor-lambda[function,local]",
     "omni-executor-ray": "./packages/omni-executor-ray",

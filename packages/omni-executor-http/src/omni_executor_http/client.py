@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -55,10 +55,20 @@ class ClientOptions:
     max_retries: int = field(default=4, metadata=at_least(0))
     backoff_base: float = field(default=0.25, metadata=above(0))
     backoff_max: float = field(default=10.0, metadata=above(0))
+    auth: Literal["google"] | None = None
+    """``"google"``: send a Google ID token (Cloud Run, IAP) instead of an API key; ``[google]`` extra."""
+    auth_audience: str | None = None
+    """The token's audience; ``None``: the server's base URL (what Cloud Run expects)."""
+
+    def __post_init__(self) -> None:
+        if self.auth is not None and self.api_key is not None:
+            raise ValueError("give api_key or auth='google', not both: each sets the Authorization header")
 
 
 def api_key_of(options: ClientOptions) -> str | None:
-    """The bearer token: the option, else the environment variable it names."""
+    """The bearer token: the option, else the environment variable it names (not with ``auth``)."""
+    if options.auth is not None:
+        return None
     return options.api_key or os.environ.get(options.api_key_env) or None
 
 
@@ -84,10 +94,18 @@ class ImageServerClient:
     def __init__(self, base_url: str, options: ClientOptions, api_key: str | None) -> None:
         self.base_url = base_url.rstrip("/")
         self.options = options
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        auth: httpx.Auth | None = None
+        headers = {}
+        if options.auth == "google":
+            from omni_executor_http.google_auth import GoogleIdTokenAuth
+
+            auth = GoogleIdTokenAuth(options.auth_audience or self.base_url)
+        elif api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
         self.http = httpx.Client(
             base_url=self.base_url,
             headers=headers,
+            auth=auth,
             timeout=httpx.Timeout(options.timeout, connect=options.connect_timeout),
             limits=httpx.Limits(
                 max_connections=options.max_connections, max_keepalive_connections=options.max_connections

@@ -36,6 +36,7 @@ class HTTPOptions(ClientOptions):
     """Server root; ``/v1/images/generations`` is appended."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must start with http:// or https://, got {self.base_url!r}")
 

@@ -57,6 +57,7 @@ class ExternalOptions(ClientOptions):
     """A server out of rotation is probed with back-off up to this many seconds apart."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         discovery_for(self.urls, self.discovery)  # exactly one, well formed: refused here, named
 
 

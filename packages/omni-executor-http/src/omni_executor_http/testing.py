@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import http.server
+import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -109,3 +114,58 @@ def run_servers(
     finally:
         for server in servers:
             stop_server(server)
+
+
+def fake_google_id_token(audience: str, seconds: int = 3600) -> str:
+    """An unsigned JWT shaped like Google's ID tokens (google-auth reads its expiry, verifies nothing)."""
+
+    def part(data: dict[str, object]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+    now = int(time.time())
+    claims = {"aud": audience, "iss": "https://accounts.google.com", "iat": now, "exp": now + seconds}
+    return f"{part({'alg': 'RS256', 'typ': 'JWT'})}.{part(claims)}.c2lnbmF0dXJl"
+
+
+@contextmanager
+def fake_google_metadata_server(token: str) -> Iterator[tuple[str, list[str]]]:
+    """Google's metadata server as google-auth speaks to it, on 127.0.0.1: the only faked part.
+
+    Yields ``(host:port, audiences asked for)``; point ``GCE_METADATA_HOST`` and
+    ``GCE_METADATA_IP`` at it. Every answer carries ``Metadata-Flavor: Google``; the identity
+    endpoint returns ``token``.
+    """
+    audiences: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body, kind = b"", "text/plain"
+            path = urllib.parse.urlsplit(self.path)
+            if path.path.endswith("/service-accounts/default/identity"):
+                audiences.extend(urllib.parse.parse_qs(path.query).get("audience", []))
+                body = token.encode()
+            elif path.path.endswith("/service-accounts/default/"):  # the account, as JSON
+                account = {
+                    "email": "omni@example.iam.gserviceaccount.com",
+                    "aliases": ["default"],
+                    "scopes": [],
+                }
+                body, kind = json.dumps(account).encode(), "application/json"
+            self.send_response(200)
+            self.send_header("Metadata-Flavor", "Google")
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}", audiences
+    finally:
+        server.shutdown()
+        server.server_close()
