@@ -52,6 +52,13 @@ PACKAGE_TEST_DEPS: dict[str, tuple[str, ...]] = {
 PACKAGE_SERVICES: dict[str, dict[str, str]] = {
     "omni-executor-celery": {"redis-server": "redis-server", "rabbitmq-server": "rabbitmq-server"},
 }
+# The integration tests' services: a private single-node Slurm running Celery workers over Redis.
+INTEGRATION_SERVICES = {
+    "slurmctld": "slurm-wlm",
+    "slurmd": "slurm-wlm",
+    "munged": "munge",
+    "redis-server": "redis-server",
+}
 # Packages whose plain install (no extras) must not pull in torch.
 LIGHT_PACKAGES: dict[str, tuple[str, ...]] = {
     "omni-core": ("./packages/omni-core",),
@@ -248,6 +255,7 @@ def tests(session: nox.Session, package: str) -> None:
 @nox.session(venv_backend="none", requires=["workspace"])
 def integration(session: nox.Session) -> None:
     """Cross-package tests in tests/, with every package installed."""
+    install_services(session, INTEGRATION_SERVICES)
     in_workspace(session, "pytest", "tests", *session.posargs)
 
 
