@@ -67,6 +67,7 @@ class SlurmCluster:
             raise SlurmMissing("a private Slurm runs its daemons as root (slurmd starts jobs as their user)")
         munged, slurmctld, slurmd = (_binary(name) for name in DAEMONS)
         d = self.directory
+        d.mkdir(parents=True, exist_ok=True)
         key = d / "munge.key"
         key.write_bytes(os.urandom(1024))
         key.chmod(0o400)
