@@ -109,7 +109,7 @@ def main() -> None:
     args = parser.parse_args()
     from omni_core.models.tiny import build_tiny_pipeline
 
-    count = 40 if args.full else 12
+    count = 40 if args.full else 8
     with tempfile.TemporaryDirectory() as tmp, brokers(Path(tmp)) as urls:
         if urls is None:
             return

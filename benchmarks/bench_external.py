@@ -51,7 +51,7 @@ def main() -> None:
     args = parser.parse_args()
     from omni_core.models.tiny import build_tiny_pipeline
 
-    count = 200 if args.full else 60
+    count = 200 if args.full else 30
     with tempfile.TemporaryDirectory() as tmp:
         model = build_tiny_pipeline(Path(tmp) / "tiny")
         threads = ("--option", "torch_threads=1")
