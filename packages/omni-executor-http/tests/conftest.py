@@ -37,3 +37,18 @@ def server(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         tmp=tmp_path_factory.mktemp("serve"),
     ) as process:
         yield process
+
+
+@pytest.fixture(autouse=True)
+def keep_torch_threads() -> Iterator[None]:
+    """Restore torch's thread count after each test.
+
+    An in-process engine with ``torch_threads`` sets it for the whole process, and the last
+    8-bit level of an image can depend on it: a later test comparing this process's images
+    with a server's (which runs at torch's default) must not inherit another test's setting.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
