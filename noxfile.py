@@ -47,7 +47,11 @@ PACKAGE_TEST_DEPS: dict[str, tuple[str, ...]] = {
         "httpx>=0.27",
     ),  # moto: a local S3 (AWS cannot be reached)
     "omni-executor-celery": ("moto[s3,server]>=5.0",),
+    "omni-executor-multiproc": ("pytest-xdist>=3.5",),
 }
+# Packages whose test files run two at a time (pytest-xdist, a file per worker): their tests
+# mostly wait on worker processes starting, restarting and timing out, not on the CPU.
+PARALLEL_FILES = {"omni-executor-multiproc"}
 # Debian packages a package's tests start on loopback (installed by the session when missing).
 PACKAGE_SERVICES: dict[str, dict[str, str]] = {
     "omni-executor-celery": {"redis-server": "redis-server", "rabbitmq-server": "rabbitmq-server"},
@@ -244,6 +248,8 @@ def tests(session: nox.Session, package: str) -> None:
     install(session, *TEST_DEPS, *PACKAGE_TEST_DEPS.get(package, ()), *targets)
     install_services(session, PACKAGE_SERVICES.get(package, {}))
     command = ["pytest", f"packages/{package}/tests", *session.posargs]
+    if package in PARALLEL_FILES:
+        command[1:1] = ["-n", "2", "--dist", "loadfile"]
     if package in LOOPBACK_ONLY:
         command.insert(1, "--capture=sys")  # Ray's log forwarding and fd capture clash at exit
         inner = " ".join(shlex.quote(part) for part in command)

@@ -48,7 +48,7 @@ def main() -> None:
     if args.direct_only is not None:
         print(json.dumps(time_direct(args.direct_only)))
         return
-    count = 100 if args.full else 20
+    count = 100 if args.full else 10
     # The baseline runs in its own process: torch called from two threads of one process
     # gets two OpenMP pools that spin against each other (see docs/performance.md).
     baseline = subprocess.run(

@@ -53,7 +53,7 @@ def main() -> None:
     args = parser.parse_args()
     from omni_core.models.tiny import build_tiny_pipeline
 
-    count = 60 if args.full else 20
+    count = 60 if args.full else 12
     with tempfile.TemporaryDirectory() as tmp:
         model = build_tiny_pipeline(Path(tmp) / "tiny")
         local_config = OmniDiffusionConfig(model_name_or_path=str(model), executor_class="inproc")

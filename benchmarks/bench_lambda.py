@@ -65,8 +65,8 @@ def main() -> None:
     args = parser.parse_args()
     from omni_core.models.tiny import build_tiny_pipeline
 
-    repeats = 5 if args.full else 2
-    sequential = 40 if args.full else 15
+    repeats = 5 if args.full else 1
+    sequential = 40 if args.full else 10
     with tempfile.TemporaryDirectory() as tmp:
         model = build_tiny_pipeline(Path(tmp) / "tiny")
         functions = [

@@ -107,7 +107,7 @@ def mp_engine(
 
 
 def bench_overhead(model: Path, full: bool) -> list[dict[str, float]]:
-    counts = {64: 60, 256: 20, 512: 6} if full else {64: 20, 256: 6, 512: 2}
+    counts = {64: 60, 256: 20, 512: 6} if full else {64: 10, 256: 4, 512: 2}
     rows = []
     baseline = DirectPipeline(model)
     with mp_engine(model, workers=1, threads=2) as engine:
@@ -130,7 +130,7 @@ def bench_overhead(model: Path, full: bool) -> list[dict[str, float]]:
 
 
 def bench_scaling(model: Path, full: bool) -> dict[str, float]:
-    size, count = (256, 48) if full else (128, 24)
+    size, count = (256, 48) if full else (128, 16)
     with mp_engine(model, workers=1, threads=1, max_batch_size=1) as one:
         single = time_engine_throughput(one, size, count)
     with mp_engine(model, workers=2, threads=1, max_batch_size=1) as two:
@@ -160,7 +160,7 @@ def _transport_child(
 def bench_transport(full: bool) -> list[dict[str, float]]:
     from omni_executor_multiproc.transport import unpack_images
 
-    batches = 40 if full else 15
+    batches = 40 if full else 8
     rows = []
     for side, per_batch in ((64, 8), (512, 8), (1024, 4)):
         shape = (side, side, 3)

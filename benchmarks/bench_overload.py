@@ -106,7 +106,7 @@ def main() -> None:
     args = parser.parse_args()
     from omni_core.models.tiny import build_tiny_pipeline
 
-    seconds = 30.0 if args.full else 8.0
+    seconds = 30.0 if args.full else 5.0
     with tempfile.TemporaryDirectory() as tmp:
         model = build_tiny_pipeline(Path(tmp) / "tiny")
         flags = (
@@ -138,7 +138,7 @@ def main() -> None:
                 f"   admitted p99 {admit_p99 * 1e3:6.1f} ms = {admit_p99 / service:4.1f} S "
                 f"(target < {bound / service:g} S: {verdict(admit_p99 < bound)})"
             )
-            count = 6 if args.full else 3
+            count = 6 if args.full else 2
             seen, steps = abandoned_steps(server.url, count)
             per_request = steps / max(seen, 1.0)
             print(

@@ -73,7 +73,7 @@ def main() -> None:
     from omni_core.models.tiny import build_tiny_pipeline
     from omni_executor_ray.testing import local_cluster
 
-    count = 40 if args.full else 12
+    count = 40 if args.full else 8
     with tempfile.TemporaryDirectory() as tmp:
         model = build_tiny_pipeline(Path(tmp) / "tiny")
         with local_cluster() as (cluster, _):
