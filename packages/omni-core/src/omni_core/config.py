@@ -19,8 +19,9 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from omni_core.lora import parse_loras
 from omni_core.registry import check_executor_spec, resolve_executor_class
-from omni_core.validation import RequestLimits
+from omni_core.validation import DEFAULT_EXTRA_DENIED, RequestLimits
 
 if TYPE_CHECKING:
     from omni_core.executors.base import DiffusionExecutor
@@ -70,6 +71,18 @@ class OmniDiffusionConfig:
     max_outputs_per_prompt: int = RequestLimits.max_outputs_per_prompt
     max_prompt_length: int = RequestLimits.max_prompt_length
     max_guidance_scale: float = RequestLimits.max_guidance_scale
+    max_input_images: int = RequestLimits.max_input_images
+
+    # What a request may change about the pipeline call.
+    extra_allowed: list[str] | None = None
+    """Pipeline arguments a request's ``extra`` may set; ``None``: any the loaded pipeline accepts."""
+    extra_denied: list[str] = field(default_factory=lambda: sorted(DEFAULT_EXTRA_DENIED))
+    """Pipeline arguments a request's ``extra`` may never set (tensor-valued ones by default)."""
+    loras: dict[str, Any] = field(default_factory=dict)
+    """LoRA adapters requests may name: ``{"name": "path"}`` or
+    ``{"name": {"path": ..., "scale": 0.8, "weight_name": ...}}`` (never a path from a request)."""
+    max_loaded_loras: int = 4
+    """Adapters a worker keeps loaded (least recently used ones are unloaded past it)."""
 
     def __post_init__(self) -> None:
         if self.model is not None:
@@ -94,6 +107,8 @@ class OmniDiffusionConfig:
             "max_num_inference_steps",
             "max_outputs_per_prompt",
             "max_prompt_length",
+            "max_input_images",
+            "max_loaded_loras",
         ):
             value = getattr(self, name)
             minimum = 0 if name == "num_gpus" else 1
@@ -117,6 +132,15 @@ class OmniDiffusionConfig:
         steps = self.default_num_inference_steps
         if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
             raise ValueError(f"default_num_inference_steps must be an int >= 1 or None, got {steps!r}")
+        parse_loras(self.loras)
+        for name in ("extra_allowed", "extra_denied"):
+            names = getattr(self, name)
+            if names is None and name == "extra_allowed":
+                continue
+            if not isinstance(names, (list, tuple, set, frozenset)) or not all(
+                isinstance(n, str) for n in names
+            ):
+                raise TypeError(f"{name} must be a list of pipeline argument names, got {names!r}")
         self._validate_executor_class()
 
     def _validate_executor_class(self) -> None:

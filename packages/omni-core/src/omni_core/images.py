@@ -15,6 +15,8 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
+from omni_core.errors import RequestValidationError
+
 ImageArray = npt.NDArray[np.uint8]
 """An 8-bit image, shape (height, width, channels)."""
 
@@ -37,6 +39,69 @@ def decode_png(data: bytes) -> ImageArray:
     """Decode PNG (or any format Pillow reads) to an 8-bit RGB array."""
     with Image.open(io.BytesIO(data)) as img:
         return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
+
+
+INPUT_IMAGE_FORMATS = frozenset({"PNG", "JPEG", "WEBP"})
+"""What OpenAI's edits endpoint accepts, and all omni decodes from a client."""
+INPUT_IMAGE_MODES = frozenset({"RGB", "RGBA", "L", "LA", "P"})
+"""8-bit modes; 16-bit, float and CMYK images are refused rather than silently rescaled."""
+DECODE_PIXEL_CAP = 64 * 1024 * 1024
+"""The most pixels any input image may declare before a deployment's own cap is known (a bomb guard)."""
+
+
+def decode_input_image(data: bytes, field: str, *, max_pixels: int = DECODE_PIXEL_CAP) -> Image.Image:
+    """A client's image bytes, decoded only after its header passed every check.
+
+    Pillow reads the header lazily, so the declared size is checked against
+    ``max_pixels`` before a single pixel is decompressed: a tiny PNG that
+    declares 20000x20000 (a decompression bomb) is refused, not inflated.
+    Every failure is a :class:`RequestValidationError` naming ``field``.
+    """
+    try:
+        image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError:
+        raise RequestValidationError(
+            field, f"declares more than {max_pixels} pixels; send a smaller image"
+        ) from None
+    except Exception:  # noqa: BLE001 - UnidentifiedImageError and parser errors alike
+        raise RequestValidationError(
+            field, "is not an image Pillow can read; send a PNG, JPEG or WebP file"
+        ) from None
+    width, height = image.size
+    if image.format not in INPUT_IMAGE_FORMATS:
+        raise RequestValidationError(field, f"is a {image.format} file; send PNG, JPEG or WebP")
+    if width * height > max_pixels:
+        raise RequestValidationError(
+            field,
+            f"declares {width}x{height} = {width * height} pixels, over the cap of {max_pixels}; "
+            "send a smaller image (or raise max_image_pixels)",
+        )
+    if image.mode not in INPUT_IMAGE_MODES:
+        raise RequestValidationError(
+            field, f"has pixel mode {image.mode!r}; send an 8-bit RGB, RGBA or grayscale image"
+        )
+    try:
+        image.load()
+    except Exception as exc:  # noqa: BLE001 - truncated data raises OSError, bad chunks SyntaxError
+        raise RequestValidationError(field, f"is truncated or corrupt ({exc}); send the whole file") from None
+    return image
+
+
+def image_to_rgb_array(image: Image.Image) -> ImageArray:
+    """An input image as the (H, W, 3) 8-bit array requests hold."""
+    return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+
+
+def image_to_mask_array(image: Image.Image) -> ImageArray:
+    """A mask as an (H, W) 8-bit array, 255 where the model repaints (diffusers' convention).
+
+    A mask with transparency is read the OpenAI way (fully transparent pixels
+    are the ones to edit); an opaque one the diffusers way (white repaints).
+    """
+    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
+        alpha = np.asarray(image.convert("RGBA"), dtype=np.uint8)[:, :, 3]
+        return np.where(alpha == 0, 255, 0).astype(np.uint8)
+    return np.asarray(image.convert("L"), dtype=np.uint8).copy()
 
 
 def encode_png_b64(image: ImageArray) -> str:

@@ -4,11 +4,13 @@
 ``pipe(prompt=..., num_inference_steps=...)`` recognises every field, plus
 the scheduling fields a scheduler needs (``priority``, ``deadline``,
 ``tenant``). Both types round-trip through JSON-safe dicts (``to_dict`` /
-``from_dict``) so that HTTP, Lambda and worker processes never need pickle.
+``from_dict``) so that HTTP, Lambda and worker processes never need pickle:
+input images travel as PNG, like output images.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import uuid
 from dataclasses import dataclass, field
@@ -17,13 +19,22 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from omni_core.errors import OmniError, OverloadedError, classify_exception, failure_from_fields
+from omni_core.errors import (
+    OmniError,
+    OverloadedError,
+    RequestValidationError,
+    classify_exception,
+    failure_from_fields,
+)
 from omni_core.images import (
     ImageArray,
     array_from_dict,
     array_to_dict,
+    decode_input_image,
     decode_png_b64,
     encode_png_b64,
+    image_to_mask_array,
+    image_to_rgb_array,
 )
 
 
@@ -32,14 +43,15 @@ def new_request_id() -> str:
     return uuid.uuid4().hex
 
 
-@dataclass
+@dataclass(eq=False)
 class OmniDiffusionRequest:
-    """One text-to-image request.
+    """One text-to-image, image-to-image or inpainting request.
 
     ``None`` for a generation parameter means "the model's default", exactly
     as when the argument is left out of a diffusers pipeline call. ``seed``
     ``None`` means a random seed, which the runner chooses and reports in
-    :attr:`DiffusionOutput.seed`.
+    :attr:`DiffusionOutput.seed`. With ``image`` the request is image-to-image,
+    with ``image`` and ``mask_image`` inpainting; the runner picks the pipeline.
     """
 
     prompt: str
@@ -59,15 +71,77 @@ class OmniDiffusionRequest:
     timeout: float | None = None
     """Seconds from submission after which the request fails with ``RequestTimeoutError`` and is
     aborted (``None``: the config's ``request_timeout``, if any)."""
+    # Conditioning and pipeline arguments.
+    image: ImageArray | list[ImageArray] | None = None
+    """8-bit RGB (H, W, 3) array(s) to start from; several are edited side by side, ``n`` each."""
+    mask_image: ImageArray | None = None
+    """8-bit (H, W) array the image's size: 255 repaints, 0 keeps (diffusers' convention)."""
+    strength: float | None = None
+    """How far from ``image`` to go, in (0, 1]; ``None`` is the pipeline's default."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Further keyword arguments for the pipeline call (JSON values), checked against its signature."""
+    lora: str | None = None
+    """The name of a LoRA adapter the operator configured (``OmniDiffusionConfig.loras``)."""
+    lora_scale: float | None = None
+    """The adapter's weight; ``None`` is the scale the operator configured for it."""
+
+    @property
+    def images(self) -> list[ImageArray]:
+        """``image`` as a list (empty for text-to-image)."""
+        if self.image is None:
+            return []
+        return list(self.image) if isinstance(self.image, list) else [self.image]
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe dict of every field."""
-        return dataclasses.asdict(self)
+        """JSON-safe dict of every field; input images as base64 PNG."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data["extra"] = dict(self.extra)
+        if isinstance(self.image, list):
+            data["image"] = [encode_png_b64(image) for image in self.image]
+        elif self.image is not None:
+            data["image"] = encode_png_b64(self.image)
+        if self.mask_image is not None:
+            data["mask_image"] = encode_png_b64(self.mask_image)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> OmniDiffusionRequest:
-        """Build from :meth:`to_dict`'s output; unknown keys are an error naming them."""
-        return cls(**_known_fields(cls, data))
+        """Build from :meth:`to_dict`'s output; unknown keys are an error naming them.
+
+        Input images are decoded with :func:`~omni_core.images.decode_input_image`'s
+        checks (a bad one is a ``RequestValidationError`` naming ``image`` or ``mask_image``).
+        """
+        values = _known_fields(cls, data)
+        image = values.get("image")
+        if isinstance(image, list):
+            values["image"] = [_decode_field(text, "image", image_to_rgb_array) for text in image]
+        elif image is not None:
+            values["image"] = _decode_field(image, "image", image_to_rgb_array)
+        if values.get("mask_image") is not None:
+            values["mask_image"] = _decode_field(values["mask_image"], "mask_image", image_to_mask_array)
+        return cls(**values)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, OmniDiffusionRequest):
+            return NotImplemented
+        arrays = ("image", "mask_image")
+        if len(self.images) != len(other.images) or not all(
+            np.array_equal(a, b) for a, b in zip(self.images, other.images, strict=True)
+        ):
+            return False
+        mine, theirs = self.mask_image, other.mask_image
+        if mine is None or theirs is None:
+            if mine is not theirs:
+                return False
+        elif not np.array_equal(mine, theirs):
+            return False
+        return all(
+            getattr(self, f.name) == getattr(other, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in arrays
+        )
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 @dataclass
@@ -189,6 +263,17 @@ class DiffusionOutput:
         ) == (other.request_id, other.error, other.error_type, other.error_field, other.retryable, other.seed)
 
     __hash__ = None  # type: ignore[assignment]
+
+
+def _decode_field(text: Any, name: str, convert: Any) -> ImageArray:
+    if not isinstance(text, str):
+        raise RequestValidationError(name, f"must be base64 PNG text, got {type(text).__name__}")
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except ValueError:
+        raise RequestValidationError(name, "is not valid base64; send the PNG file base64-encoded") from None
+    result: ImageArray = convert(decode_input_image(raw, name))
+    return result
 
 
 def _known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:

@@ -1,15 +1,18 @@
 """Which requests may share one pipeline call.
 
 A diffusers call shares height, width, step count and guidance scale across
-its whole batch (``pipe([p1, p2], ...)``), so only requests that agree on
-those four batch together. Each image still gets its own generator, so a
-request's images do not depend on what it was batched with (beyond the
-last-bit float noise of batched matmuls; see docs/architecture.md, Determinism).
+its whole batch (``pipe([p1, p2], ...)``), and the pipeline itself (text,
+image-to-image or inpainting), ``strength``, every ``extra`` argument and the
+active LoRA adapter, so only requests that agree on all of them batch
+together. Each image still gets its own generator, so a request's images
+do not depend on what it was batched with (beyond the last-bit float noise
+of batched matmuls; see docs/architecture.md, Determinism).
 Torch-free, so it is cheap to test and reuse in schedulers.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,16 +22,43 @@ BatchKey = tuple[object, ...]
 """What requests must share to run in one pipeline call."""
 
 
+def task_of(request: OmniDiffusionRequest) -> str:
+    """Which pipeline a request needs: ``"text"``, ``"image"`` (image-to-image) or ``"inpaint"``."""
+    if request.image is None:
+        return "text"
+    return "image" if request.mask_image is None else "inpaint"
+
+
+def conditioning_key(request: OmniDiffusionRequest) -> BatchKey:
+    """What else one call shares: the pipeline, input size, strength, extras and LoRA."""
+    images = request.images
+    input_size = tuple(images[0].shape[:2]) if images else None
+    # default=repr: a key is computed before validation and must never raise; a bad value is
+    # refused later, by the runner.
+    extra = json.dumps(request.extra, sort_keys=True, default=repr) if request.extra else ""
+    return (task_of(request), input_size, request.strength, extra, request.lora, request.lora_scale)
+
+
 def batch_key(
-    height: int | None, width: int | None, num_inference_steps: int | None, guidance_scale: float | None
+    height: int | None,
+    width: int | None,
+    num_inference_steps: int | None,
+    guidance_scale: float | None,
+    conditioning: BatchKey,
 ) -> BatchKey:
-    """The one definition of batch compatibility: a pipeline call shares these four values."""
-    return (height, width, num_inference_steps, guidance_scale)
+    """The one definition of batch compatibility: a pipeline call shares all of these."""
+    return (height, width, num_inference_steps, guidance_scale, conditioning)
 
 
 def request_batch_key(request: OmniDiffusionRequest) -> BatchKey:
     """A queued request's key, before the model fills its defaults (queues group by it)."""
-    return batch_key(request.height, request.width, request.num_inference_steps, request.guidance_scale)
+    return batch_key(
+        request.height,
+        request.width,
+        request.num_inference_steps,
+        request.guidance_scale,
+        conditioning_key(request),
+    )
 
 
 @dataclass(frozen=True)
@@ -47,11 +77,18 @@ class PlannedRequest:
     @property
     def batch_key(self) -> BatchKey:
         """The key with the model's defaults filled in (the runner groups by it)."""
-        return batch_key(self.height, self.width, self.num_inference_steps, self.guidance_scale)
+        return batch_key(
+            self.height,
+            self.width,
+            self.num_inference_steps,
+            self.guidance_scale,
+            conditioning_key(self.request),
+        )
 
     @property
     def num_images(self) -> int:
-        return self.request.num_outputs_per_prompt
+        """Images this request makes: ``n`` per input image (``n`` for text-to-image)."""
+        return self.request.num_outputs_per_prompt * max(1, len(self.request.images))
 
 
 def plan_batches(planned: Sequence[PlannedRequest], max_batch_images: int) -> list[list[PlannedRequest]]:

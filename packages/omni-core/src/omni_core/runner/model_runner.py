@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import os
@@ -17,9 +16,18 @@ import numpy as np
 import numpy.typing as npt
 
 from omni_core.errors import ModelError, ModelLoadError, RequestCancelledError, RequestValidationError
+from omni_core.lora import parse_loras
 from omni_core.request import DiffusionOutput, OmniDiffusionRequest
-from omni_core.runner.batching import PlannedRequest, plan_batches
-from omni_core.validation import RequestLimits, check_pixels, validate_request
+from omni_core.runner.batching import PlannedRequest, plan_batches, task_of
+from omni_core.runner.lora import LoadedLoras
+from omni_core.runner.pipelines import PipelineSet
+from omni_core.validation import (
+    SIZE_MULTIPLE,
+    RequestLimits,
+    check_extra_names,
+    check_pixels,
+    validate_request,
+)
 
 if TYPE_CHECKING:
     from omni_core.config import OmniDiffusionConfig
@@ -75,9 +83,11 @@ class DiffusionModelRunner:
         self._device_override = device
         self._lock = threading.Lock()
         self.pipeline: Any = None
+        self.pipelines: PipelineSet | None = None
+        """The loaded pipeline and those derived from it (image-to-image, inpainting)."""
+        self.loras = LoadedLoras(parse_loras(config.loras), config.max_loaded_loras)
         self.device: str = "cpu"
         self.model_path: str | None = None
-        self._supports_step_callback = False
         self._active: set[str] = set()
         self._cancelled: set[str] = set()
         self._cancel_lock = threading.Lock()
@@ -115,9 +125,7 @@ class DiffusionModelRunner:
             pipeline = pipeline.to(self.device)
         if hasattr(pipeline, "set_progress_bar_config"):
             pipeline.set_progress_bar_config(disable=True)
-        self._supports_step_callback = (
-            "callback_on_step_end" in inspect.signature(pipeline.__call__).parameters
-        )
+        self.pipelines = PipelineSet.derive(pipeline, f"{path!r} ({type(pipeline).__name__})")
         self.pipeline = pipeline
         self.model_path = path
 
@@ -138,6 +146,8 @@ class DiffusionModelRunner:
         return {
             "model": self.model_path,
             "pipeline_class": type(self.pipeline).__name__ if self.pipeline is not None else None,
+            "tasks": self.pipelines.tasks if self.pipelines is not None else [],
+            "loras_loaded": self.loras.loaded,
             "device": self.device,
             "dtype": str(self._torch_dtype(torch)).removeprefix("torch."),
             "torch_threads": torch.get_num_threads(),
@@ -184,9 +194,25 @@ class DiffusionModelRunner:
         return None, None
 
     def plan(self, request: OmniDiffusionRequest, index: int) -> PlannedRequest:
-        """Validate ``request`` and fill its defaults; raises :class:`RequestValidationError`."""
+        """Validate ``request`` and fill its defaults; raises :class:`RequestValidationError`.
+
+        Everything a pipeline call could refuse is checked here, before any batch
+        runs: the task against the pipelines the model has, ``extra`` against the
+        chosen pipeline's signature, ``lora`` against the model's LoRA support.
+        """
         validate_request(request, self.limits)
+        pipelines = self._pipeline_set()
+        task = task_of(request)
+        pipelines.for_task(task)
+        check_extra_names(request.extra, pipelines.arguments[task], self.limits, pipelines.label)
+        if request.lora is not None and not hasattr(self.pipeline, "load_lora_weights"):
+            raise RequestValidationError("lora", f"model {pipelines.label} does not support LoRA adapters")
         default_height, default_width = self.default_size()
+        if request.images:
+            # An edit keeps its image's size (rounded down to what the VAE takes), as diffusers does.
+            image_height, image_width = request.images[0].shape[:2]
+            default_height = image_height // SIZE_MULTIPLE * SIZE_MULTIPLE
+            default_width = image_width // SIZE_MULTIPLE * SIZE_MULTIPLE
         height = request.height if request.height is not None else default_height
         width = request.width if request.width is not None else default_width
         check_pixels(height, width, self.limits)
@@ -241,40 +267,60 @@ class DiffusionModelRunner:
             logger.warning("batch of %d failed (%s); retrying its requests one by one", len(batch), exc)
             return [self._run_batch_isolating_failures([item], on_step)[0] for item in batch]
 
+    def _pipeline_set(self) -> PipelineSet:
+        if self.pipelines is None:
+            raise RuntimeError("DiffusionModelRunner used before load_model()")
+        return self.pipelines
+
     def _run_batch(self, batch: list[PlannedRequest], on_step: StepCallback | None) -> list[DiffusionOutput]:
         import torch
 
         first = batch[0]
+        task = task_of(first.request)
+        pipeline = self._pipeline_set().for_task(task)
+        accepted = self._pipeline_set().arguments[task]
         request_ids = [item.request.request_id for item in batch]
         self._raise_if_cancelled(request_ids)
         prompts: list[str] = []
         negatives: list[str] = []
         generators: list[Any] = []
+        images: list[Any] = []
+        masks: list[Any] = []
         for item in batch:
+            inputs: list[ImageArray | None] = list(item.request.images) or [None]
             for image_index in range(item.num_images):
                 prompts.append(item.request.prompt)
                 negatives.append(item.request.negative_prompt or "")
                 generators.append(torch.Generator(device="cpu").manual_seed(item.seed + image_index))
-        kwargs: dict[str, Any] = {
-            "prompt": prompts,
-            "generator": generators,
-            "output_type": "np",
-        }
+                source = inputs[image_index // item.request.num_outputs_per_prompt]
+                if source is not None:
+                    images.append(_input_pil(source, first.height, first.width, mask=False))
+                if item.request.mask_image is not None:
+                    masks.append(_input_pil(item.request.mask_image, first.height, first.width, mask=True))
+        kwargs: dict[str, Any] = dict(first.request.extra)  # equal across the batch (its key)
+        kwargs.update({"prompt": prompts, "generator": generators, "output_type": "np"})
         if any(item.request.negative_prompt for item in batch):
             kwargs["negative_prompt"] = negatives
+        if images:
+            kwargs["image"] = images
+        if masks:
+            kwargs["mask_image"] = masks
         for name, value in (
             ("height", first.height),
             ("width", first.width),
             ("num_inference_steps", first.num_inference_steps),
             ("guidance_scale", first.guidance_scale),
+            ("strength", first.request.strength),
         ):
-            if value is not None:
+            # SD's image-to-image call takes no height/width: the image (resized above) sets them.
+            if value is not None and name in accepted:
                 kwargs[name] = value
+        self.loras.activate(self.pipeline, first.request.lora, first.request.lora_scale)
 
         want_trajectory = any(item.request.return_trajectory for item in batch)
         latents_per_step: list[npt.NDArray[Any]] = []
         timesteps: list[float] = []
-        if self._supports_step_callback:
+        if "callback_on_step_end" in accepted:
             # Always installed: it is also where a cancelled request stops (between steps).
 
             def step_end(
@@ -293,14 +339,14 @@ class DiffusionModelRunner:
 
         started = time.perf_counter()
         with torch.inference_mode():
-            result = self.pipeline(**kwargs)
+            result = pipeline(**kwargs)
         elapsed = time.perf_counter() - started
         raw = np.asarray(result.images)
         if raw.dtype.kind == "f" and not np.isfinite(raw).all():
             # A black (NaN) image is not a success: fail the batch, which is then retried one
             # request at a time so only the request(s) that produce it fail.
             raise ModelError("the pipeline produced non-finite pixel values (NaN or inf); no image returned")
-        images = to_uint8_images(raw)
+        produced = to_uint8_images(raw)
 
         outputs: list[DiffusionOutput] = []
         row = 0
@@ -312,7 +358,7 @@ class DiffusionModelRunner:
             outputs.append(
                 DiffusionOutput(
                     request_id=item.request.request_id,
-                    output=images[row : row + count],
+                    output=produced[row : row + count],
                     seed=item.seed,
                     trajectory_latents=trajectory,
                     trajectory_timesteps=list(timesteps) if trajectory is not None else None,
@@ -321,6 +367,16 @@ class DiffusionModelRunner:
             )
             row += count
         return outputs
+
+
+def _input_pil(array: ImageArray, height: int | None, width: int | None, *, mask: bool) -> Any:
+    """An input image or mask as PIL, at the output size (masks resized without blending)."""
+    from PIL import Image
+
+    image = Image.fromarray(np.ascontiguousarray(array))
+    if height is not None and width is not None and image.size != (width, height):
+        image = image.resize((width, height), Image.Resampling.NEAREST if mask else Image.Resampling.LANCZOS)
+    return image
 
 
 # omni's own pipeline classes, found by the ``_class_name`` in a model's model_index.json.
