@@ -34,3 +34,19 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from omni_core.models.tiny import build_tiny_pipeline
 
     return build_tiny_pipeline(tmp_path_factory.mktemp("models") / "tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_flux_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Flux pipeline saved with save_pretrained (random weights, seed 0): the transformer family."""
+    from omni_core.models.tiny_flux import build_tiny_flux_pipeline
+
+    return build_tiny_flux_pipeline(tmp_path_factory.mktemp("models") / "tiny-flux", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_lora(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A LoRA adapter for :func:`tiny_model` (random non-zero weights, seed 1)."""
+    from omni_core.models.tiny import build_tiny_lora
+
+    return build_tiny_lora(tmp_path_factory.mktemp("loras") / "sketch", tiny_model, seed=1)

@@ -81,3 +81,32 @@ def build_tiny_pipeline(directory: str | Path, *, seed: int = 0) -> Path:
     )
     pipeline.save_pretrained(target)
     return target
+
+
+def build_tiny_lora(directory: str | Path, pipeline_directory: str | Path, *, seed: int = 1) -> Path:
+    """A LoRA adapter (rank 4, random non-zero weights) for the tiny pipeline's UNet attention.
+
+    PEFT initialises LoRA's B matrices to zero, which would change nothing; random
+    ones make the adapter visibly change the image, as a trained one would. Saved
+    with ``save_lora_weights`` so ``load_lora_weights`` reads it like any adapter.
+    """
+    import torch
+    from diffusers import StableDiffusionPipeline
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    pipeline = StableDiffusionPipeline.from_pretrained(pipeline_directory, local_files_only=True)
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        config = LoraConfig(
+            r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"], init_lora_weights=False
+        )
+        pipeline.unet.add_adapter(config)
+    finally:
+        torch.random.set_rng_state(generator_state)
+    layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(pipeline.unet))
+    target = Path(directory)
+    StableDiffusionPipeline.save_lora_weights(target, unet_lora_layers=layers, safe_serialization=True)
+    return target

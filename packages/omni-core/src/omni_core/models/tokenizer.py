@@ -90,3 +90,23 @@ def byte_level_clip_text_encoder() -> Any:
             projection_dim=32,
         )
     )
+
+
+T5_SPECIALS = ("<pad>", "</s>", "<unk>")
+T5_WORD_START = "\u2581"
+
+
+def write_character_t5_tokenizer(directory: Path) -> int:
+    """Write a T5 tokenizer (tokenizer.json) whose pieces are single ASCII characters; returns its size.
+
+    Flux, SD3 and PixArt encode prompts with T5, whose SentencePiece vocabulary
+    also comes from a hub. A Unigram model over the printable ASCII characters
+    (plus T5's three specials and its word-start mark) tokenizes any English
+    prompt, one id a character, and loads with ``T5TokenizerFast.from_pretrained``.
+    """
+    from transformers import T5TokenizerFast
+
+    pieces = [(token, 0.0) for token in T5_SPECIALS] + [(T5_WORD_START, -1.0)]
+    pieces += [(chr(code), -2.0) for code in range(ord("!"), ord("~") + 1)]
+    T5TokenizerFast(vocab=pieces, extra_ids=0).save_pretrained(directory)
+    return len(pieces)

@@ -32,7 +32,8 @@ def task_of(request: OmniDiffusionRequest) -> str:
 def conditioning_key(request: OmniDiffusionRequest) -> BatchKey:
     """What else one call shares: the pipeline, input size, strength, extras and LoRA."""
     images = request.images
-    input_size = tuple(images[0].shape[:2]) if images else None
+    shape = getattr(images[0], "shape", None) if images else None
+    input_size = tuple(shape[:2]) if isinstance(shape, tuple) else None
     # default=repr: a key is computed before validation and must never raise; a bad value is
     # refused later, by the runner.
     extra = json.dumps(request.extra, sort_keys=True, default=repr) if request.extra else ""

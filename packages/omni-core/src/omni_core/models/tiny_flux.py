@@ -1,0 +1,88 @@
+"""A tiny Flux pipeline with random weights: omni's transformer-family test model.
+
+Every part of a real Flux pipeline (CLIP and T5 text encoders with locally
+written tokenizers, a ``FluxTransformer2DModel``, a KL VAE with latent scale 8,
+the flow-matching Euler scheduler), small enough to run a 64x64 image on a CPU
+in tens of milliseconds. diffusers derives Flux's image-to-image and inpainting
+pipelines from it, so it checks those paths beyond the UNet family. Weights come
+from a fixed seed. Needs the ``[diffusers]`` extra.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omni_core.models.tokenizer import (
+    MODEL_MAX_LENGTH,
+    byte_level_clip_text_encoder,
+    write_byte_level_clip_tokenizer,
+    write_character_t5_tokenizer,
+)
+
+
+def build_tiny_flux_pipeline(directory: str | Path, *, seed: int = 0) -> Path:
+    """Build the tiny Flux pipeline and ``save_pretrained`` it into ``directory``; returns it."""
+    import torch
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+    from transformers import CLIPTokenizer, T5Config, T5EncoderModel, T5TokenizerFast
+
+    target = Path(directory)
+    target.mkdir(parents=True, exist_ok=True)
+    write_byte_level_clip_tokenizer(target / "tokenizer")
+    t5_vocab_size = write_character_t5_tokenizer(target / "tokenizer_2")
+    tokenizer = CLIPTokenizer.from_pretrained(target / "tokenizer", model_max_length=MODEL_MAX_LENGTH)
+    tokenizer_2 = T5TokenizerFast.from_pretrained(target / "tokenizer_2")
+
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        text_encoder = byte_level_clip_text_encoder()
+        text_encoder_2 = T5EncoderModel(
+            T5Config(
+                vocab_size=t5_vocab_size,
+                d_model=32,
+                d_kv=8,
+                d_ff=64,
+                num_layers=2,
+                num_heads=4,
+                relative_attention_num_buckets=8,
+            )
+        )
+        transformer = FluxTransformer2DModel(
+            patch_size=1,
+            in_channels=16,  # Flux packs 2x2 patches of the VAE's 4 latent channels
+            num_layers=1,
+            num_single_layers=1,
+            attention_head_dim=16,
+            num_attention_heads=2,
+            joint_attention_dim=32,  # the T5 width
+            pooled_projection_dim=32,  # the CLIP projection
+            axes_dims_rope=[4, 6, 6],
+        )
+        vae = AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            block_out_channels=(16, 16, 32, 32),
+            latent_channels=4,
+            norm_num_groups=8,
+            sample_size=64,
+            use_quant_conv=False,
+            use_post_quant_conv=False,
+            shift_factor=0.0609,
+            scaling_factor=0.3611,
+        )
+    finally:
+        torch.random.set_rng_state(generator_state)
+    pipeline = FluxPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        text_encoder_2=text_encoder_2,
+        tokenizer_2=tokenizer_2,
+        transformer=transformer,
+    )
+    pipeline.save_pretrained(target)
+    return target
