@@ -6,6 +6,7 @@ Torch-free so that a server can reject bad input before it reaches a model
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -90,8 +91,9 @@ class RequestLimits:
     """Pipeline arguments a request's ``extra`` may use; ``None``: any the pipeline accepts."""
     extra_denied: frozenset[str] = DEFAULT_EXTRA_DENIED
     """Pipeline arguments a request's ``extra`` may never use (besides :data:`OMNI_SET_ARGUMENTS`)."""
-    lora_names: frozenset[str] = frozenset()
-    """The LoRA adapters the operator configured; a request may name only these."""
+    lora_names: frozenset[str] | None = frozenset()
+    """The LoRA adapters the operator configured; a request may name only these. ``None``: not
+    known here (a client of remote workers, which check the name against their own config)."""
 
     @classmethod
     def from_config(cls, config: OmniDiffusionConfig) -> RequestLimits:
@@ -107,6 +109,10 @@ class RequestLimits:
             extra_denied=frozenset(config.extra_denied),
             lora_names=frozenset(config.loras),
         )
+
+    def for_remote_workers(self) -> RequestLimits:
+        """These limits as a client checks them before sending: LoRA names are the workers' to check."""
+        return dataclasses.replace(self, lora_names=None)
 
     def extra_usable(self, name: str) -> bool:
         """Whether a request's ``extra`` may set pipeline argument ``name`` here."""
@@ -341,8 +347,8 @@ def validate_lora(request: OmniDiffusionRequest, limits: RequestLimits) -> None:
         if scale is not None:
             raise RequestValidationError("lora_scale", "needs a lora to scale; set lora as well")
         return
-    if not isinstance(lora, str) or lora not in limits.lora_names:
-        offered = ", ".join(sorted(limits.lora_names)) or "none (config loras is empty)"
+    if not isinstance(lora, str) or (limits.lora_names is not None and lora not in limits.lora_names):
+        offered = ", ".join(sorted(limits.lora_names or ())) or "none (config loras is empty)"
         raise RequestValidationError(
             "lora", f"{lora!r} is not a configured adapter; this deployment offers: {offered}"
         )

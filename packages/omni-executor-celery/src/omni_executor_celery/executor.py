@@ -96,7 +96,7 @@ class CeleryDiffusionExecutor(DiffusionExecutor):
     def _init_executor(self) -> None:
         self.settings = self.options.settings()
         self.app = make_app(self.settings, name="omni-client")
-        self.limits = RequestLimits.from_config(self.od_config)
+        self.limits = RequestLimits.from_config(self.od_config).for_remote_workers()
         self._redis = self.settings.redis_broker
         self._give_up_after = self.options.task_time_limit + self.options.visibility_timeout
         self._s3: Any = None

@@ -1,10 +1,11 @@
 """One image server, as every HTTP-speaking executor sees it: the POST and how its failures read.
 
 ``ImageServerClient`` wraps a pooled ``httpx.Client`` (thread-safe) for one base URL:
-``generate`` posts a generation body and either returns the JSON answer or raises in
-omni's failure classes, with :mod:`omni_executor_http.retry` deciding what may be sent
-again. The ``http`` executor holds one; the ``external`` executor holds one per server
-and adds routing. Both turn an answer into an output with :func:`output_from_payload`.
+``generate`` posts a request (a generation's JSON or an edit's form) and either
+returns the JSON answer or raises in omni's failure classes, with
+:mod:`omni_executor_http.retry` deciding what may be sent again. The ``http``
+executor holds one; the ``external`` executor holds one per server and adds
+routing. Both turn an answer into an output with :func:`output_from_payload`.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from omni_core import (
     RequestValidationError,
 )
 from omni_core.executors import above, at_least, decode_png_b64, failure_from_fields, parse_retry_after
-from omni_executor_http.protocol import GENERATIONS_PATH
+from omni_executor_http.protocol import WirePayload
 from omni_executor_http.retry import (
     MAYBE_RAN_STATUSES,
     RETRY_NOW_STATUSES,
@@ -112,10 +113,13 @@ class ImageServerClient:
             ),
         )
 
-    def generate(self, body: dict[str, Any], *, idempotent: bool) -> dict[str, Any]:
-        """POST ``body``; the answer, ``RetryableHTTPError`` if it may be sent again, else the failure."""
+    def generate(self, wire: WirePayload, *, idempotent: bool) -> dict[str, Any]:
+        """POST ``wire``; the answer, ``RetryableHTTPError`` if it may be sent again, else the failure."""
         try:
-            response = self.http.post(GENERATIONS_PATH, json=body)
+            if wire.json is not None:
+                response = self.http.post(wire.path, json=wire.json)
+            else:
+                response = self.http.post(wire.path, data=wire.data, files=wire.files)
         except httpx.TransportError as exc:
             detail = f"{type(exc).__name__}: {exc or 'connection failed'} ({self.base_url})"
             if never_reached_server(exc) or idempotent:

@@ -24,7 +24,7 @@ from omni_executor_http.client import (
     output_from_payload,
     rpc_path,
 )
-from omni_executor_http.protocol import build_generation_body
+from omni_executor_http.protocol import build_payload
 from omni_executor_http.retry import RetryableHTTPError
 
 
@@ -58,7 +58,7 @@ class HTTPDiffusionExecutor(DiffusionExecutor):
     def _run(self, request: OmniDiffusionRequest) -> DiffusionOutput:
         started = time.perf_counter()
         try:
-            body = build_generation_body(request, model=self.options.model)
+            body = build_payload(request, model=self.options.model)
             payload, attempts = call_with_retries(
                 lambda: self.server.generate(body, idempotent=request.seed is not None),
                 max_retries=self.options.max_retries,

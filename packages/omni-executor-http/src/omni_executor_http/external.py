@@ -32,7 +32,7 @@ from omni_executor_http.client import (
 )
 from omni_executor_http.discovery import discovery_for
 from omni_executor_http.fleet import Fleet, Server
-from omni_executor_http.protocol import build_generation_body
+from omni_executor_http.protocol import build_payload
 from omni_executor_http.retry import RetryableHTTPError
 
 logger = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ class ExternalDiffusionExecutor(DiffusionExecutor):
     def _run(self, request: OmniDiffusionRequest) -> DiffusionOutput:
         started = time.perf_counter()
         try:
-            body = build_generation_body(request, model=self.options.model)
+            body = build_payload(request, model=self.options.model)
         except OmniError as exc:
             return DiffusionOutput.failure(request.request_id, exc)
         idempotent = request.seed is not None

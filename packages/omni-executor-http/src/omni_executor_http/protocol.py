@@ -3,8 +3,11 @@
 ``POST /v1/images/generations`` with OpenAI's fields (``prompt``, ``n``,
 ``size`` "WxH", ``response_format`` ``b64_json``) plus the diffusion fields
 vllm-omni's server accepts (``negative_prompt``, ``num_inference_steps``,
-``guidance_scale``, ``seed``) and omni's ``priority``. Shared by the server
-(parsing) and the executor (building), so the two cannot drift apart.
+``guidance_scale``, ``seed``, ``extra_params``) and omni's ``priority``,
+``lora`` and ``lora_scale``. ``POST /v1/images/edits`` takes the same fields
+as OpenAI's multipart form, with ``image`` (one or several, ``image[]`` as the
+``openai`` client names a list), ``mask`` and ``strength``. Shared by the
+server (parsing) and the executor (building), so the two cannot drift apart.
 Torch-free and framework-free.
 """
 
@@ -12,12 +15,21 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass, field
 from typing import Any
 
 from omni_core import OmniDiffusionRequest, RequestLimits, RequestValidationError, validate_request
-from omni_core.executors import parse_size
+from omni_core.executors import (
+    ImageArray,
+    decode_input_image,
+    encode_png,
+    image_to_mask_array,
+    image_to_rgb_array,
+    parse_size,
+)
 
 GENERATIONS_PATH = "/v1/images/generations"
+EDITS_PATH = "/v1/images/edits"
 
 # OpenAI fields a client may send that do not change what a diffusion model draws.
 IGNORED_OPENAI_FIELDS = frozenset(
@@ -36,13 +48,37 @@ SUPPORTED_FIELDS = frozenset(
         "stream",
         "priority",
         "timeout",
+        "extra_params",
+        "lora",
+        "lora_scale",
     }
     | set(DIFFUSION_FIELDS)
     | IGNORED_OPENAI_FIELDS
 )
+EDIT_IMAGE_FIELDS = ("image", "image[]")
+"""A single image, or several as the ``openai`` client sends a list (``image[]``)."""
+EDIT_MASK_FIELD = "mask"
+EDIT_FIELDS = SUPPORTED_FIELDS | {"strength", "input_fidelity"}
+"""The edit form's text fields (its files are :data:`EDIT_IMAGE_FIELDS` and ``mask``)."""
+FORM_INTEGERS = frozenset({"n", "num_inference_steps", "seed", "priority", "output_compression"})
+FORM_NUMBERS = frozenset({"guidance_scale", "strength", "timeout", "lora_scale"})
+EXTRA_FORM_PREFIX = "extra_params["
 
 # core's field names → the request parameter a client wrote.
-CORE_TO_WIRE_FIELD = {"num_outputs_per_prompt": "n", "height": "size", "width": "size", "tenant": "user"}
+CORE_TO_WIRE_FIELD = {
+    "num_outputs_per_prompt": "n",
+    "height": "size",
+    "width": "size",
+    "tenant": "user",
+    "mask_image": "mask",
+    "extra": "extra_params",
+}
+
+
+def wire_field(core_field: str) -> str:
+    """The parameter a client wrote for core's ``core_field`` (``extra.eta`` → ``extra_params.eta``)."""
+    head, dot, rest = core_field.partition(".")
+    return CORE_TO_WIRE_FIELD.get(head, head) + dot + rest
 
 
 class APIError(Exception):
@@ -182,11 +218,113 @@ def parse_generation_request(body: Any, limits: RequestLimits, *, request_id: st
     """Validate an OpenAI-style body and build the omni request; :class:`APIError` names the field."""
     if not isinstance(body, dict):
         raise invalid(None, "request body must be a JSON object")
-    unknown = sorted(set(body) - SUPPORTED_FIELDS)
+    return _build_request(body, SUPPORTED_FIELDS, limits, request_id=request_id)
+
+
+def parse_edit_request(
+    fields: dict[str, Any],
+    images: list[bytes],
+    mask: bytes | None,
+    limits: RequestLimits,
+    *,
+    request_id: str,
+) -> OmniDiffusionRequest:
+    """An edit form (text fields already typed by :func:`form_values`) as an omni request.
+
+    Each image is decoded by core's :func:`~omni_core.images.decode_input_image`: its
+    declared size is checked against the deployment's pixel cap before any pixel is
+    decompressed, and every failure is a 400 naming ``image`` or ``mask``.
+    """
+    if not images:
+        raise invalid(
+            "image", "image is required: send the picture to edit as a file", "missing_required_parameter"
+        )
+    if len(images) > limits.max_input_images:
+        raise invalid(
+            "image", f"image: {len(images)} files sent, over the limit of {limits.max_input_images}"
+        )
+    try:
+        arrays = [_decoded(data, "image", limits, image_to_rgb_array) for data in images]
+        mask_array = None if mask is None else _decoded(mask, "mask", limits, image_to_mask_array)
+    except RequestValidationError as exc:
+        raise invalid(exc.field, f"{exc.field}: {exc.reason}") from None
+    conditioning = {
+        "image": arrays if len(arrays) > 1 else arrays[0],
+        "mask_image": mask_array,
+        "strength": _number(fields, "strength"),
+    }
+    return _build_request(fields, EDIT_FIELDS, limits, request_id=request_id, conditioning=conditioning)
+
+
+def _decoded(data: bytes, name: str, limits: RequestLimits, convert: Any) -> ImageArray:
+    array: ImageArray = convert(decode_input_image(data, name, max_pixels=limits.max_image_pixels))
+    return array
+
+
+def form_values(items: list[tuple[str, str]]) -> dict[str, Any]:
+    """A multipart form's text fields with the JSON types a generation body would carry.
+
+    Form fields are text: numbers are parsed by name (:data:`FORM_INTEGERS`,
+    :data:`FORM_NUMBERS`); ``extra_params`` is a JSON object, or flattened as
+    ``extra_params[name]`` fields (how the ``openai`` client sends a dict in a form)
+    whose values are read as JSON where they parse and as text otherwise.
+    """
+    values: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    for name, text in items:
+        if name in values or (
+            name.startswith(EXTRA_FORM_PREFIX) and name[len(EXTRA_FORM_PREFIX) : -1] in extra
+        ):
+            raise invalid(name, f"field {name!r} appears twice in the form; send it once", "duplicate_field")
+        if name.startswith(EXTRA_FORM_PREFIX) and name.endswith("]"):
+            extra[name[len(EXTRA_FORM_PREFIX) : -1]] = _json_or_text(text)
+        elif name in FORM_INTEGERS:
+            values[name] = _form_number(name, text, int)
+        elif name in FORM_NUMBERS:
+            values[name] = _form_number(name, text, float)
+        elif name == "extra_params":
+            values[name] = parse_json_body(text.encode("utf-8"), max_depth=16)
+        elif name == "stream":
+            values[name] = text.strip().lower() in ("true", "1")
+        else:
+            values[name] = text
+    if extra:
+        if "extra_params" in values:
+            raise invalid(
+                "extra_params", "send extra_params as one JSON field or as extra_params[name] fields"
+            )
+        values["extra_params"] = extra
+    return values
+
+
+def _json_or_text(text: str) -> Any:
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except ValueError:
+        return text
+
+
+def _form_number(name: str, text: str, kind: type) -> Any:
+    try:
+        return kind(text.strip())
+    except (ValueError, OverflowError):
+        label = "an integer" if kind is int else "a number"
+        raise invalid(name, f"{name} must be {label}, got {text[:40]!r}") from None
+
+
+def _build_request(
+    body: dict[str, Any],
+    supported: frozenset[str],
+    limits: RequestLimits,
+    *,
+    request_id: str,
+    conditioning: dict[str, Any] | None = None,
+) -> OmniDiffusionRequest:
+    unknown = sorted(set(body) - supported)
     if unknown:
         raise invalid(
             unknown[0],
-            f"unknown field {unknown[0]!r}; supported: {', '.join(sorted(SUPPORTED_FIELDS))}",
+            f"unknown field {unknown[0]!r}; supported: {', '.join(sorted(supported))}",
             code="unknown_parameter",
         )
     if "prompt" not in body:
@@ -207,6 +345,7 @@ def parse_generation_request(body: Any, limits: RequestLimits, *, request_id: st
     height, width = parse_wire_size(body.get("size"))
     guidance = _number(body, "guidance_scale")
     user = _typed(body, "user", str, "a string")
+    extra = _typed(body, "extra_params", dict, "a JSON object")
     request = OmniDiffusionRequest(
         prompt=prompt,
         negative_prompt=_typed(body, "negative_prompt", str, "a string"),
@@ -220,13 +359,54 @@ def parse_generation_request(body: Any, limits: RequestLimits, *, request_id: st
         tenant=user,
         timeout=_number(body, "timeout"),
         request_id=request_id,
+        extra=extra if extra is not None else {},
+        lora=_typed(body, "lora", str, "a string"),
+        lora_scale=_number(body, "lora_scale"),
+        **(conditioning or {}),
     )
     try:
         validate_request(request, limits)
     except RequestValidationError as exc:
-        param = CORE_TO_WIRE_FIELD.get(exc.field, exc.field)
+        param = wire_field(exc.field)
         raise invalid(param, f"{param}: {exc.reason}") from None
     return request
+
+
+@dataclass
+class WirePayload:
+    """One request as an OpenAI-compatible server takes it: a JSON body, or an edit's multipart form."""
+
+    path: str
+    json: dict[str, Any] | None = None
+    data: dict[str, str] = field(default_factory=dict)
+    files: list[tuple[str, tuple[str, bytes, str]]] = field(default_factory=list)
+
+
+def build_payload(request: OmniDiffusionRequest, *, model: str | None = None) -> WirePayload:
+    """Where and how to send ``request``: generations as JSON, image requests as an edit form."""
+    body = build_generation_body(request, model=model)
+    if request.image is None:
+        return WirePayload(GENERATIONS_PATH, json=body)
+    if request.strength is not None:
+        body["strength"] = request.strength
+    data = {
+        name: json.dumps(value) if isinstance(value, dict) else str(value) for name, value in body.items()
+    }
+    images = request.images
+    image_field = "image" if len(images) == 1 else "image[]"
+    files = [
+        (image_field, (f"image{i}.png", encode_png(image), "image/png")) for i, image in enumerate(images)
+    ]
+    if request.mask_image is not None:
+        files.append((EDIT_MASK_FIELD, ("mask.png", encode_png(request.mask_image), "image/png")))
+    return WirePayload(EDITS_PATH, data=data, files=files)
+
+
+def _png(name: str, image: Any) -> bytes:
+    try:
+        return encode_png(image)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise RequestValidationError(name, f"must be an 8-bit image array: {exc}") from None
 
 
 def build_generation_body(request: OmniDiffusionRequest, *, model: str | None = None) -> dict[str, Any]:
@@ -252,4 +432,10 @@ def build_generation_body(request: OmniDiffusionRequest, *, model: str | None = 
         body["user"] = request.tenant
     if request.timeout is not None:
         body["timeout"] = request.timeout
+    if request.extra:
+        body["extra_params"] = dict(request.extra)
+    if request.lora is not None:
+        body["lora"] = request.lora
+    if request.lora_scale is not None:
+        body["lora_scale"] = request.lora_scale
     return body

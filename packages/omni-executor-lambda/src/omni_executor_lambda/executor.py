@@ -99,7 +99,7 @@ class LambdaDiffusionExecutor(DiffusionExecutor):
     def _init_executor(self) -> None:
         options = self.options
         self.region = _resolve_region(options.region)
-        self.limits = RequestLimits.from_config(self.od_config)
+        self.limits = RequestLimits.from_config(self.od_config).for_remote_workers()
         self.max_concurrent_submits = options.concurrency
         self.client = make_lambda_client(
             region=self.region,

@@ -27,7 +27,15 @@ from omni_core.executors.base import DiffusionExecutor, ProgressEvent, ProgressL
 from omni_core.executors.options import NoOptions, above, at_least, parse_executor_options
 from omni_core.executors.queue import QueuedRequest, RequestQueue
 from omni_core.executors.queued import Batch, QueuedDiffusionExecutor
-from omni_core.images import ImageArray, decode_png_b64, encode_png_b64
+from omni_core.images import (
+    ImageArray,
+    decode_input_image,
+    decode_png_b64,
+    encode_png,
+    encode_png_b64,
+    image_to_mask_array,
+    image_to_rgb_array,
+)
 from omni_core.offload import (
     OffloadedImageError,
     S3ImageRef,
@@ -78,7 +86,11 @@ __all__ = [
     "backoff_seconds",
     "call_with_retries",
     "check_pixels",
+    "decode_input_image",
     "decode_png_b64",
+    "encode_png",
+    "image_to_mask_array",
+    "image_to_rgb_array",
     "encode_png_b64",
     "failure_from_fields",
     "fetch_png_b64",

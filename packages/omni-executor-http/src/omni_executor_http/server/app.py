@@ -22,13 +22,27 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from omni_core import DiffusionEngine, DiffusionOutput, RequestLimits
+from omni_core import DiffusionEngine, DiffusionOutput, OmniDiffusionRequest, RequestLimits
 from omni_core.executors import ProgressEvent, encode_png_b64
-from omni_executor_http.protocol import GENERATIONS_PATH, APIError, parse_generation_request, parse_json_body
+from omni_executor_http.protocol import (
+    EDIT_IMAGE_FIELDS,
+    EDIT_MASK_FIELD,
+    EDITS_PATH,
+    GENERATIONS_PATH,
+    APIError,
+    form_values,
+    invalid,
+    parse_edit_request,
+    parse_generation_request,
+    parse_json_body,
+)
 from omni_executor_http.server.failures import api_error_for, retry_after_header
 from omni_executor_http.server.metrics import ServerMetrics
 
@@ -50,6 +64,13 @@ class ServerSettings:
     """Seconds a client has to send its whole body; then 408 and the connection closes."""
     max_json_depth: int = 32
     """Deepest nesting a body may have (omni's bodies are flat; a deep one is an attack)."""
+    max_image_bytes: int = 8 * 1024 * 1024
+    """Largest file an edit may upload (each image, and the mask)."""
+
+    @property
+    def max_edit_body_bytes(self) -> int:
+        """An edit's whole form: its images and mask at their cap, plus the text fields' cap."""
+        return (self.limits.max_input_images + 1) * self.max_image_bytes + self.max_body_bytes
 
 
 class ServerState:
@@ -151,6 +172,22 @@ def create_app(
     async def generations(request: Request) -> Response:
         body = await _read_json(request, settings)
         omni_request = parse_generation_request(body, settings.limits, request_id=f"img-{uuid.uuid4().hex}")
+        return await respond(request, omni_request)
+
+    async def edits(request: Request) -> Response:
+        raw = await _read_body(request, settings.max_edit_body_bytes, settings.body_timeout)
+        fields, images, mask = await _edit_form(request, raw, settings)
+        omni_request = await run_in_threadpool(
+            parse_edit_request,  # decoding images is CPU work: off the event loop
+            form_values(fields),
+            images,
+            mask,
+            settings.limits,
+            request_id=f"img-{uuid.uuid4().hex}",
+        )
+        return await respond(request, omni_request)
+
+    async def respond(request: Request, omni_request: OmniDiffusionRequest) -> Response:
         metrics.queue_depth.inc()
         try:
             future = engine.submit(omni_request)
@@ -220,6 +257,7 @@ def create_app(
     app = Starlette(
         routes=[
             Route(GENERATIONS_PATH, guarded("generations", generations), methods=["POST"]),
+            Route(EDITS_PATH, guarded("edits", edits), methods=["POST"]),
             Route("/health", guarded("health", health, public=True), methods=["GET"]),
             Route("/v1/models", guarded("models", models), methods=["GET"]),
             Route("/metrics", guarded("metrics", metrics_text), methods=["GET"]),
@@ -264,7 +302,12 @@ async def _result_unless_client_left(
 
 
 async def _read_json(request: Request, settings: ServerSettings) -> Any:
-    max_bytes = settings.max_body_bytes
+    raw = await _read_body(request, settings.max_body_bytes, settings.body_timeout)
+    return parse_json_body(raw, max_depth=settings.max_json_depth)
+
+
+async def _read_body(request: Request, max_bytes: int, body_timeout: float) -> bytes:
+    """The whole body, refused (413) past ``max_bytes`` and (408) past ``body_timeout`` seconds."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
         raise APIError(
@@ -273,7 +316,7 @@ async def _read_json(request: Request, settings: ServerSettings) -> Any:
     chunks: list[bytes] = []
     size = 0
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + settings.body_timeout
+    deadline = loop.time() + body_timeout
     stream = request.stream().__aiter__()
     while True:
         try:
@@ -283,7 +326,7 @@ async def _read_json(request: Request, settings: ServerSettings) -> Any:
         except asyncio.TimeoutError:
             raise APIError(
                 408,
-                f"the request body did not arrive within {settings.body_timeout:g} s "
+                f"the request body did not arrive within {body_timeout:g} s "
                 "(shorter than its Content-Length?)",
                 code="request_timeout",
             ) from None
@@ -293,4 +336,59 @@ async def _read_json(request: Request, settings: ServerSettings) -> Any:
                 413, f"request body is over the limit of {max_bytes} bytes", code="request_too_large"
             )
         chunks.append(chunk)
-    return parse_json_body(b"".join(chunks), max_depth=settings.max_json_depth)
+    return b"".join(chunks)
+
+
+async def _edit_form(
+    request: Request, raw: bytes, settings: ServerSettings
+) -> tuple[list[tuple[str, str]], list[bytes], bytes | None]:
+    """An edit's multipart form, parsed from the already capped body: text fields, images, mask.
+
+    Starlette's parser (python-multipart) reads a replay of ``raw``, so the size cap
+    above is the one that held; file and field counts are capped too.
+    """
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise invalid(None, "edits take OpenAI's multipart form: send Content-Type multipart/form-data")
+    replayed = False
+
+    async def replay() -> dict[str, Any]:
+        nonlocal replayed
+        if replayed:
+            return {"type": "http.disconnect"}
+        replayed = True
+        return {"type": "http.request", "body": raw, "more_body": False}
+
+    fields: list[tuple[str, str]] = []
+    images: list[bytes] = []
+    mask: bytes | None = None
+    try:
+        async with Request(request.scope, replay).form(
+            max_files=settings.limits.max_input_images + 1,
+            max_fields=64,
+            max_part_size=settings.max_body_bytes,
+        ) as form:
+            for name, value in form.multi_items():
+                if not isinstance(value, UploadFile):
+                    if name in EDIT_IMAGE_FIELDS or name == EDIT_MASK_FIELD:
+                        raise invalid(name, f"{name} must be a file part (an image), not a text field")
+                    fields.append((name, value))
+                    continue
+                data = await value.read()
+                if len(data) > settings.max_image_bytes:
+                    raise APIError(
+                        413,
+                        f"{name}: the file is {len(data)} bytes, over the limit of "
+                        f"{settings.max_image_bytes}",
+                        param=name,
+                        code="request_too_large",
+                    )
+                if name in EDIT_IMAGE_FIELDS:
+                    images.append(data)
+                elif name == EDIT_MASK_FIELD and mask is None:
+                    mask = data
+                else:
+                    raise invalid(name, f"unexpected file field {name!r}; send image (or image[]) and mask")
+    except (MultiPartException, HTTPException) as exc:
+        detail = getattr(exc, "detail", None) or getattr(exc, "message", None) or str(exc)
+        raise invalid(None, f"malformed multipart form: {detail}", "invalid_form") from None
+    return fields, images, mask

@@ -8,6 +8,7 @@ import click
 
 from omni_core import DiffusionEngine, OmniDiffusionConfig, OmniError, RequestLimits
 from omni_core.cli.parsing import engine_options, parse_options
+from omni_core.lora import parse_lora_option
 
 
 @click.command()
@@ -84,6 +85,34 @@ from omni_core.cli.parsing import engine_options, parse_options
     type=float,
     help="seconds to finish in-flight work on SIGTERM",
 )
+@click.option(
+    "--lora",
+    "loras",
+    multiple=True,
+    metavar="NAME=PATH[@SCALE]",
+    help="a LoRA adapter requests may name with 'lora' (repeatable); never a path from a request",
+)
+@click.option("--max-loaded-loras", default=4, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--extra-allowed",
+    multiple=True,
+    metavar="NAME",
+    help="the only pipeline arguments extra_params may set (repeatable) [default: any the pipeline takes]",
+)
+@click.option(
+    "--max-image-bytes",
+    default=8 * 1024 * 1024,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="largest image or mask file an edit may upload",
+)
+@click.option(
+    "--max-input-images",
+    default=RequestLimits.max_input_images,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="images one edit may send",
+)
 @click.option("--log-level", default="info", show_default=True)
 def serve(
     model: str | None,
@@ -109,9 +138,14 @@ def serve(
     exit_on_dead: bool,
     default_steps: int | None,
     drain_timeout: float,
+    loras: tuple[str, ...],
+    max_loaded_loras: int,
+    extra_allowed: tuple[str, ...],
+    max_image_bytes: int,
+    max_input_images: int,
     log_level: str,
 ) -> None:
-    """Serve an OpenAI-compatible image API (POST /v1/images/generations) over any executor."""
+    """Serve an OpenAI-compatible image API (POST /v1/images/generations and /v1/images/edits)."""
     import uvicorn
 
     from omni_executor_http.server.app import ServerSettings, ServerState, create_app
@@ -134,6 +168,10 @@ def serve(
             max_guidance_scale=max_guidance_scale,
             max_queued_requests=max_queued_requests,
             request_timeout=request_timeout,
+            loras=dict(parse_lora_option(text) for text in loras),
+            max_loaded_loras=max_loaded_loras,
+            extra_allowed=list(extra_allowed) or None,
+            max_input_images=max_input_images,
         )
         engine = DiffusionEngine(config)
     except (OmniError, ValueError, TypeError) as exc:
@@ -143,6 +181,7 @@ def serve(
             api_key=api_key or None,
             served_model_name=served_model_name,
             max_body_bytes=max_body_bytes,
+            max_image_bytes=max_image_bytes,
             limits=RequestLimits.from_config(config),
             body_timeout=body_timeout,
         )
