@@ -232,6 +232,7 @@ def test_lora_names_only_what_the_operator_configured(
         ({"image": [IMAGE] * 5}, "image", "max_input_images"),
         ({"image": IMAGE, "strength": 1.5}, "strength", "(0, 1]"),
         ({"strength": 0.5}, "strength", "needs an image"),
+        ({"image": IMAGE, "num_inference_steps": 1}, "num_inference_steps", "at least 2 steps"),
         ({"image": "a.png"}, "image", "numpy uint8 array"),
     ],
 )

@@ -395,10 +395,10 @@ def build_payload(request: OmniDiffusionRequest, *, model: str | None = None) ->
     images = request.images
     image_field = "image" if len(images) == 1 else "image[]"
     files = [
-        (image_field, (f"image{i}.png", encode_png(image), "image/png")) for i, image in enumerate(images)
+        (image_field, (f"image{i}.png", _png("image", image), "image/png")) for i, image in enumerate(images)
     ]
     if request.mask_image is not None:
-        files.append((EDIT_MASK_FIELD, ("mask.png", encode_png(request.mask_image), "image/png")))
+        files.append((EDIT_MASK_FIELD, ("mask.png", _png("mask_image", request.mask_image), "image/png")))
     return WirePayload(EDITS_PATH, data=data, files=files)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import secrets
 import threading
@@ -219,6 +220,8 @@ class DiffusionModelRunner:
         steps = request.num_inference_steps
         if steps is None:
             steps = self.config.default_num_inference_steps
+        if task != "text":
+            check_denoising_steps(request, steps, pipelines.defaults[task])
         seed = request.seed if request.seed is not None else secrets.randbelow(MAX_RANDOM_SEED)
         guidance = None if request.guidance_scale is None else float(request.guidance_scale)
         return PlannedRequest(index, request, height, width, steps, guidance, seed)
@@ -367,6 +370,20 @@ class DiffusionModelRunner:
             )
             row += count
         return outputs
+
+
+def check_denoising_steps(request: OmniDiffusionRequest, steps: int | None, defaults: dict[str, Any]) -> None:
+    """An edit runs ``int(steps * strength)`` denoising steps (diffusers' rule); zero would crash the call."""
+    strength = request.strength if request.strength is not None else defaults.get("strength")
+    if steps is None:
+        steps = defaults.get("num_inference_steps")
+    if not isinstance(strength, (int, float)) or not isinstance(steps, int) or int(steps * strength) >= 1:
+        return
+    raise RequestValidationError(
+        "num_inference_steps",
+        f"{steps} step(s) at strength {strength:g} leave no denoising step (an edit runs "
+        f"int(steps x strength)); ask for at least {math.ceil(1 / strength)} steps or a higher strength",
+    )
 
 
 def _input_pil(array: ImageArray, height: int | None, width: int | None, *, mask: bool) -> Any:

@@ -29,6 +29,8 @@ class PipelineSet:
     label: str
     """How errors name the model: its path and pipeline class."""
     arguments: dict[str, frozenset[str]] = field(default_factory=dict)
+    defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Each call's keyword defaults (``strength``, ``num_inference_steps``), as its signature declares."""
 
     @classmethod
     def derive(cls, pipeline: Any, label: str) -> PipelineSet:
@@ -45,15 +47,17 @@ class PipelineSet:
             if hasattr(derived, "set_progress_bar_config"):
                 derived.set_progress_bar_config(disable=True)
             pipelines[task] = derived
-        arguments = {
-            task: frozenset(
-                name
-                for name, parameter in inspect.signature(pipe.__call__).parameters.items()
+        arguments: dict[str, frozenset[str]] = {}
+        defaults: dict[str, dict[str, Any]] = {}
+        for task, pipe in pipelines.items():
+            parameters = [
+                parameter
+                for parameter in inspect.signature(pipe.__call__).parameters.values()
                 if parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
-            )
-            for task, pipe in pipelines.items()
-        }
-        return cls(pipelines, label, arguments)
+            ]
+            arguments[task] = frozenset(parameter.name for parameter in parameters)
+            defaults[task] = {p.name: p.default for p in parameters if p.default is not p.empty}
+        return cls(pipelines, label, arguments, defaults)
 
     def for_task(self, task: str) -> Any:
         """The pipeline for ``task``, or a validation error naming the model and what it supports."""

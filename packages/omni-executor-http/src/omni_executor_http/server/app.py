@@ -347,7 +347,8 @@ async def _edit_form(
     Starlette's parser (python-multipart) reads a replay of ``raw``, so the size cap
     above is the one that held; file and field counts are capped too.
     """
-    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
         raise invalid(None, "edits take OpenAI's multipart form: send Content-Type multipart/form-data")
     replayed = False
 

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 
 from omni_core import DiffusionOutput
-from omni_executor_http.protocol import CORE_TO_WIRE_FIELD, APIError
+from omni_executor_http.protocol import APIError, wire_field
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ def api_error_for(output: DiffusionOutput) -> APIError:
     """The HTTP answer for a failed output."""
     failure = FAILURE_STATUS.get(output.error_type or "", UNKNOWN_FAILURE)
     field = output.error_field
-    param = CORE_TO_WIRE_FIELD.get(field, field) if field else None
+    param = wire_field(field) if field else None
     error = APIError(
         failure.status,
         output.error or "generation failed",
