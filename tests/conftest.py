@@ -2,9 +2,9 @@
 
 import pytest
 
-from omni_core.testing import isolated_omni_cache, tiny_model
+from omni_core.testing import isolated_omni_cache, tiny_flux_model, tiny_lora, tiny_model
 
-__all__ = ["isolated_omni_cache", "tiny_model"]
+__all__ = ["isolated_omni_cache", "tiny_flux_model", "tiny_lora", "tiny_model"]
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,17 +15,22 @@ from omni_core import DiffusionEngine, OmniDiffusionConfig, OmniDiffusionRequest
 from omni_core.images import decode_png
 from omni_core.models.default import default_model_path
 from omni_core.testing_images import fraction_of_pixels_off_by_more_than
+from omni_core.testing_pipelines import sample_image, sample_mask
 
 # priority runs in front of mp (its default inner); lambda against the local Lambda service.
 EXECUTORS = ["inproc", "mp", "priority", "lambda"]
 
 
-def lambda_config(stack: contextlib.ExitStack, model: Path | None) -> OmniDiffusionConfig:
+def lambda_config(
+    stack: contextlib.ExitStack, model: Path | None, loras: dict[str, str] | None = None
+) -> OmniDiffusionConfig:
     """The Lambda executor against a local Lambda service running omni's handler on ``model``."""
     from omni_executor_lambda.local import LocalFunction
     from omni_executor_lambda.testing import local_lambda
 
     environment = {"OMNI_MODEL": str(model)} if model else {}
+    if loras:
+        environment["OMNI_LORAS"] = json.dumps(loras)
     service = stack.enter_context(
         local_lambda([LocalFunction("omni", environment=environment, concurrency=2)])
     )
@@ -35,24 +41,40 @@ def lambda_config(stack: contextlib.ExitStack, model: Path | None) -> OmniDiffus
     )
 
 
+IMAGE = sample_image(seed=5)
+MASK = sample_mask()
+
+
 def requests() -> list[OmniDiffusionRequest]:
+    """Text-to-image, image-to-image, inpainting, pipeline arguments and a LoRA adapter."""
     return [
         OmniDiffusionRequest(prompt="a 7", height=64, width=64, num_inference_steps=3, seed=5),
         OmniDiffusionRequest(
             prompt="a 3", height=32, width=64, num_inference_steps=2, seed=6, num_outputs_per_prompt=2
         ),
+        OmniDiffusionRequest(prompt="a 7", image=IMAGE, strength=0.6, num_inference_steps=3, seed=7),
+        OmniDiffusionRequest(prompt="a 7", image=IMAGE, mask_image=MASK, num_inference_steps=3, seed=8),
+        OmniDiffusionRequest(
+            prompt="a 7", height=64, width=64, num_inference_steps=3, seed=9, extra={"eta": 1.0}
+        ),
+        OmniDiffusionRequest(
+            prompt="a 7", height=64, width=64, num_inference_steps=3, seed=10, lora="sketch"
+        ),
     ]
 
 
 @pytest.fixture(scope="module")
-def images_by_executor(tiny_model: Path) -> dict[str, list[list[np.ndarray]]]:
+def images_by_executor(tiny_model: Path, tiny_lora: Path) -> dict[str, list[list[np.ndarray]]]:
     results = {}
+    loras = {"sketch": str(tiny_lora)}
     for executor in EXECUTORS:
         with contextlib.ExitStack() as stack:
             if executor == "lambda":
-                config = lambda_config(stack, tiny_model)
+                config = lambda_config(stack, tiny_model, loras)
             else:
-                config = OmniDiffusionConfig(model_name_or_path=str(tiny_model), executor_class=executor)
+                config = OmniDiffusionConfig(
+                    model_name_or_path=str(tiny_model), executor_class=executor, loras=loras
+                )
             with DiffusionEngine(config) as engine:
                 results[executor] = [engine.step([r])[0].raise_for_error().output for r in requests()]
     return results
@@ -86,11 +108,14 @@ def test_readme_main_command_uses_the_default_executor(tmp_path: Path) -> None:
 
 
 def test_http_in_front_of_mp_gives_the_inproc_image(
-    images_by_executor: dict[str, list[list[np.ndarray]]], tiny_model: Path, tmp_path: Path
+    images_by_executor: dict[str, list[list[np.ndarray]]], tiny_model: Path, tiny_lora: Path, tmp_path: Path
 ) -> None:
     from omni_executor_http.testing import run_server
 
-    with run_server(tiny_model, "--option", "num_workers=2", executor="mp", tmp=tmp_path) as server:
+    lora = f"sketch={tiny_lora}"
+    with run_server(
+        tiny_model, "--option", "num_workers=2", "--lora", lora, executor="mp", tmp=tmp_path
+    ) as server:
         config = OmniDiffusionConfig(executor_class="http", executor_options={"base_url": server.url})
         with DiffusionEngine(config) as engine:
             got = [engine.step([r])[0].raise_for_error().output for r in requests()]
@@ -100,6 +125,37 @@ def test_http_in_front_of_mp_gives_the_inproc_image(
     for expected, images in zip(images_by_executor["inproc"], got, strict=True):
         for a, b in zip(expected, images, strict=True):
             assert fraction_of_pixels_off_by_more_than(a, b, 1) == 0
+
+
+def test_a_transformer_family_edits_alike_through_inproc_mp_and_http(
+    tiny_flux_model: Path, tmp_path: Path
+) -> None:
+    from omni_executor_http.testing import run_server
+
+    cases = [
+        OmniDiffusionRequest(
+            "a 7", image=IMAGE, strength=0.6, height=64, width=64, num_inference_steps=3, seed=1
+        ),
+        OmniDiffusionRequest(
+            "a 7", image=IMAGE, mask_image=MASK, strength=0.9, num_inference_steps=3, seed=2
+        ),
+        OmniDiffusionRequest(
+            "a 7", height=64, width=64, num_inference_steps=2, seed=3, extra={"max_sequence_length": 16}
+        ),
+    ]
+    results: dict[str, list[list[np.ndarray]]] = {}
+    with run_server(tiny_flux_model, tmp=tmp_path) as server:  # omni serve over inproc
+        configs = {
+            "inproc": OmniDiffusionConfig(model_name_or_path=str(tiny_flux_model), executor_class="inproc"),
+            "mp": OmniDiffusionConfig(model_name_or_path=str(tiny_flux_model), executor_class="mp"),
+            "http": OmniDiffusionConfig(executor_class="http", executor_options={"base_url": server.url}),
+        }
+        for name, config in configs.items():
+            with DiffusionEngine(config) as engine:
+                results[name] = [engine.step([case])[0].raise_for_error().output for case in cases]
+    for name in ("mp", "http"):
+        for expected, got in zip(results["inproc"], results[name], strict=True):
+            assert all(np.array_equal(a, b) for a, b in zip(expected, got, strict=True)), name
 
 
 def test_priority_in_front_of_mp_preempts_between_steps(tiny_model: Path) -> None:

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from omni_executor_celery.brokers import BrokerMissing, rabbitmq_server, redis_server
 
-from omni_core.testing import isolated_omni_cache, tiny_model
+from omni_core.testing import isolated_omni_cache, tiny_lora, tiny_model
 
-__all__ = ["isolated_omni_cache", "tiny_model"]
+__all__ = ["isolated_omni_cache", "tiny_lora", "tiny_model"]
 
 
 def _missing(exc: BrokerMissing) -> None:

@@ -23,6 +23,7 @@ from omni_core import (
     OmniDiffusionConfig,
     OmniDiffusionRequest,
 )
+from omni_core.testing_pipelines import sample_image, sample_mask
 
 
 def runs(log: Path, event: str, request_id: str | None = None) -> list[tuple[str, int]]:
@@ -42,7 +43,11 @@ def wait_until(condition: object, seconds: float, what: str) -> None:
 
 @pytest.fixture(scope="module", params=["redis", "rabbitmq"])
 def pool(
-    request: pytest.FixtureRequest, tiny_model: Path, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    tiny_model: Path,
+    tiny_lora: Path,
+    redis_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[DiffusionEngine, Path]]:
     """Two workers on a queue of their own, and an engine sending to it; ``(engine, run_log)``."""
     backend = redis_url.rsplit("/", 1)[0] + "/1"
@@ -50,22 +55,48 @@ def pool(
     queue = f"omni-{uuid.uuid4().hex[:8]}"
     log = tmp_path_factory.mktemp("runs") / "runs.log"
     with (
-        celery_workers(broker, backend, tiny_model, workers=2, run_log=log, extra_args=("--queue", queue)),
+        celery_workers(
+            broker,
+            backend,
+            tiny_model,
+            workers=2,
+            run_log=log,
+            extra_args=("--queue", queue, "--lora", f"sketch={tiny_lora}"),
+        ),
         DiffusionEngine(celery_config(tiny_model, broker, backend, queue=queue)) as engine,
     ):
         wait_for_workers(engine, count=2)
         yield engine, log
 
 
-def test_same_8bit_image_as_inproc(pool: tuple[DiffusionEngine, Path], tiny_model: Path) -> None:
+def test_same_8bit_image_as_inproc(
+    pool: tuple[DiffusionEngine, Path], tiny_model: Path, tiny_lora: Path
+) -> None:
     engine, _ = pool
-    remote = engine.submit(request(11)).result(60).raise_for_error()
+    # Text, and an inpainting request with a pipeline argument and a LoRA adapter (images as PNG in JSON).
+    cases = [
+        request(11),
+        OmniDiffusionRequest(
+            "a 7",
+            image=sample_image(seed=5),
+            mask_image=sample_mask(),
+            num_inference_steps=3,
+            seed=12,
+            extra={"eta": 1.0},
+            lora="sketch",
+        ),
+    ]
+    remote = [engine.submit(case).result(60).raise_for_error() for case in cases]
     config = OmniDiffusionConfig(
-        model_name_or_path=str(tiny_model), executor_class="inproc", executor_options={"torch_threads": 1}
+        model_name_or_path=str(tiny_model),
+        executor_class="inproc",
+        executor_options={"torch_threads": 1},
+        loras={"sketch": str(tiny_lora)},
     )
     with DiffusionEngine(config) as inproc:
-        local = inproc.step([request(11)])[0].raise_for_error()
-    assert np.array_equal(remote.output[0], local.output[0])
+        local = [inproc.step([case])[0].raise_for_error() for case in cases]
+    for got, want in zip(remote, local, strict=True):
+        assert np.array_equal(got.output[0], want.output[0])
 
 
 def test_200_concurrent_requests_none_lost_or_duplicated(pool: tuple[DiffusionEngine, Path]) -> None:

@@ -11,6 +11,7 @@ from types import FrameType
 
 import click
 
+from omni_core.executors import parse_lora_option
 from omni_executor_celery.app import CelerySettings
 from omni_executor_celery.worker import ENV_CONFIG, ENV_OFFLOAD, ENV_SETTINGS, OffloadSettings
 
@@ -44,6 +45,13 @@ def celery_group() -> None:
 @click.option("--offload-above", default=1024 * 1024, show_default=True, type=click.IntRange(0))
 @click.option("--s3-endpoint-url", default=None, help="S3-compatible endpoint [default: AWS]")
 @click.option("--threads", default=None, type=click.IntRange(1), help="torch threads per CPU worker")
+@click.option(
+    "--lora",
+    "loras",
+    multiple=True,
+    metavar="NAME=PATH[@SCALE]",
+    help="a LoRA adapter requests may name with 'lora' (repeatable)",
+)
 @click.option("--log-level", default="warning", show_default=True)
 def worker(
     broker_url: str,
@@ -59,6 +67,7 @@ def worker(
     offload_above: int,
     s3_endpoint_url: str | None,
     threads: int | None,
+    loras: tuple[str, ...],
     log_level: str,
 ) -> None:
     """Start one Celery worker per device (or --workers CPU workers), each loading the model once."""
@@ -73,11 +82,15 @@ def worker(
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc).split(": ", 1)[1], param_hint="--backend") from exc
+    try:
+        adapters = dict(map(parse_lora_option, loras))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--lora") from exc
     slots = [d.strip() for d in devices.split(",") if d.strip()] if devices else [None] * workers
     base_env = {
         **os.environ,
         ENV_SETTINGS: json.dumps(settings.__dict__),
-        ENV_CONFIG: json.dumps({"model_name_or_path": model, "device": None}),
+        ENV_CONFIG: json.dumps({"model_name_or_path": model, "device": None, "loras": adapters}),
     }
     if s3_bucket is not None:
         offload = OffloadSettings(bucket=s3_bucket, above_bytes=offload_above, endpoint_url=s3_endpoint_url)

@@ -36,6 +36,7 @@ from omni_core.images import (
     image_to_mask_array,
     image_to_rgb_array,
 )
+from omni_core.lora import parse_lora_option
 from omni_core.offload import (
     OffloadedImageError,
     S3ImageRef,
@@ -96,6 +97,7 @@ __all__ = [
     "fetch_png_b64",
     "offload_images",
     "parse_executor_options",
+    "parse_lora_option",
     "parse_retry_after",
     "parse_size",
     "put_png",

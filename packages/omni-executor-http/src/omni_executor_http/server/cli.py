@@ -8,7 +8,7 @@ import click
 
 from omni_core import DiffusionEngine, OmniDiffusionConfig, OmniError, RequestLimits
 from omni_core.cli.parsing import engine_options, parse_options
-from omni_core.lora import parse_lora_option
+from omni_core.executors import parse_lora_option
 
 
 @click.command()

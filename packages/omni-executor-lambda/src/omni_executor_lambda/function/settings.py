@@ -7,10 +7,12 @@ invocation's ``errorMessage``).
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from omni_core import OmniDiffusionConfig
 from omni_executor_lambda.protocol import SYNC_RESPONSE_LIMIT
@@ -33,6 +35,8 @@ class FunctionSettings:
     presign_seconds: int
     response_limit: int
     """Largest inline response in bytes; above it images go to S3."""
+    loras: dict[str, Any] = field(default_factory=dict)
+    """``OMNI_LORAS``: a JSON object, adapter name -> path (or ``{"path", "scale"}``), as config ``loras``."""
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> FunctionSettings:
@@ -52,6 +56,7 @@ class FunctionSettings:
             presign_seconds=_int(env, "OMNI_PRESIGN_SECONDS", 3600, minimum=0),
             # A little under 6 MB: Lambda counts its own envelope too.
             response_limit=_int(env, "OMNI_RESPONSE_LIMIT_BYTES", SYNC_RESPONSE_LIMIT - 4096, minimum=1024),
+            loras=_json_object(env, "OMNI_LORAS"),
         )
 
     def diffusion_config(self) -> OmniDiffusionConfig:
@@ -62,9 +67,23 @@ class FunctionSettings:
                 dtype=self.dtype,
                 device="cpu",  # Lambda has no GPU
                 max_batch_size=self.max_batch_size,
+                loras=self.loras,
             )
         except (TypeError, ValueError) as exc:
             raise SettingsError(f"the function's OMNI_* environment is invalid: {exc}") from exc
+
+
+def _json_object(env: Mapping[str, str], name: str) -> dict[str, Any]:
+    raw = env.get(name)
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise SettingsError(f"environment variable {name} must be a JSON object: {exc}") from None
+    if not isinstance(value, dict):
+        raise SettingsError(f"environment variable {name} must be a JSON object, got {type(value).__name__}")
+    return value
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
