@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from omni_core import DiffusionEngine, OmniDiffusionConfig, ProgressEvent
+from omni_core import DiffusionEngine, OmniDiffusionConfig, OmniDiffusionRequest, ProgressEvent
+from omni_core.testing_pipelines import sample_image, sample_mask
 from omni_executor_ray import RayDiffusionExecutor
 from omni_executor_ray.testing import local_cluster, ray_config, request, wait_for
 
@@ -43,14 +44,23 @@ def test_selected_by_shorthand_and_actors_spread_over_two_nodes(engine: Diffusio
 
 
 def test_same_8bit_image_as_inproc(engine: DiffusionEngine, tiny_model: Path) -> None:
-    remote = engine.step([request(11)])[0].raise_for_error()
+    # Text, and an inpainting request with a pipeline argument (arrays through Ray's object store).
+    cases = [
+        request(11),
+        OmniDiffusionRequest(
+            "a 7", image=sample_image(seed=5), mask_image=sample_mask(), num_inference_steps=3, seed=12,
+            extra={"eta": 1.0},
+        ),
+    ]  # fmt: skip
+    remote = [engine.step([case])[0].raise_for_error() for case in cases]
     # Same thread count as the actors (one): the determinism promise is per thread count.
     config = OmniDiffusionConfig(
         model_name_or_path=str(tiny_model), executor_class="inproc", executor_options={"torch_threads": 1}
     )
     with DiffusionEngine(config) as inproc:
-        local = inproc.step([request(11)])[0].raise_for_error()
-    assert np.array_equal(remote.output[0], local.output[0])
+        local = [inproc.step([case])[0].raise_for_error() for case in cases]
+    for got, want in zip(remote, local, strict=True):
+        assert np.array_equal(got.output[0], want.output[0])
 
 
 def test_a_hundred_concurrent_requests_none_lost_or_duplicated(engine: DiffusionEngine) -> None:
