@@ -40,9 +40,19 @@ def _http_fields() -> str:
         "guidance_scale": "diffusion field (vllm-omni)",
         "seed": "diffusion field (vllm-omni); same seed, same image",
         "timeout": "seconds before the request fails with 504 and is aborted (omni)",
+        "extra_params": "further pipeline keyword arguments, a JSON object checked against the pipeline's "
+        "signature (vllm-omni); in an edit form, JSON text or `extra_params[name]` fields",
+        "lora": "name of a LoRA adapter the operator configured (`omni serve --lora`); never a path",
+        "lora_scale": "the adapter's weight (default: the configured scale)",
+        "strength": "edits only: how far from the image to go, in (0, 1]",
+        "input_fidelity": "edits only: accepted for OpenAI compatibility, ignored",
+        "image": "edits only, a file part (PNG, JPEG or WebP); several as `image[]`, each edited `n` times",
+        "mask": "edits only, a file part the image's size: transparent (OpenAI) or white (diffusers) "
+        "pixels are repainted",
     }
     rows = ["| field | meaning |", "|---|---|"]
-    for name in sorted(protocol.SUPPORTED_FIELDS - protocol.IGNORED_OPENAI_FIELDS):
+    edit_only = protocol.EDIT_FIELDS - protocol.SUPPORTED_FIELDS | {"image", "mask"}
+    for name in sorted((protocol.SUPPORTED_FIELDS | edit_only) - protocol.IGNORED_OPENAI_FIELDS):
         rows.append(f"| `{name}` | {described.get(name, 'accepted for OpenAI compatibility')} |")
     ignored = ", ".join(f"`{name}`" for name in sorted(protocol.IGNORED_OPENAI_FIELDS))
     rows.append(f"| {ignored} | accepted and ignored: they do not change what a diffusion model draws |")
@@ -59,9 +69,15 @@ def _limits() -> str:
         "max_outputs_per_prompt": "--max-outputs-per-prompt",
         "max_prompt_length": "--max-prompt-length",
         "max_guidance_scale": "--max-guidance-scale",
+        "max_input_images": "--max-input-images",
+        "extra_allowed": "--extra-allowed",
+        "lora_names": "--lora",
     }
     for field in dataclasses.fields(RequestLimits):
-        rows.append(f"| `{field.name}` | {field.default} | `{flags.get(field.name, '')}` |")
+        default = field.default
+        if isinstance(default, frozenset):
+            default = ", ".join(f"`{name}`" for name in sorted(default)) or "none"
+        rows.append(f"| `{field.name}` | {default} | `{flags.get(field.name, '')}` |")
     return "\n".join(rows)
 
 

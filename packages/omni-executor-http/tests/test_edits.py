@@ -70,20 +70,27 @@ def png_b64(image: np.ndarray) -> str:
 
 
 def test_the_openai_clients_images_edit_gets_the_in_process_image(
-    edit_server: ServerProcess, local: DiffusionEngine
+    edit_server: ServerProcess, local: DiffusionEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    (tmp_path / "photo.png").write_bytes(encode_png(IMAGE))
+    (tmp_path / "mask.png").write_bytes(encode_png(MASK))  # white: repaint
+    base_url = f"{edit_server.url}/v1"
+    monkeypatch.chdir(tmp_path)
+    # --8<-- [start:openai-edit]
     from openai import OpenAI
 
-    client = OpenAI(base_url=f"{edit_server.url}/v1", api_key="unused", max_retries=0)
-    answer = client.images.edit(
-        image=("photo.png", encode_png(IMAGE), "image/png"),
-        mask=("mask.png", encode_png(MASK), "image/png"),
-        prompt="a 7",
-        n=2,
-        size="64x64",
-        response_format="b64_json",
-        extra_body={"seed": 3, "num_inference_steps": 3, "strength": 0.9},
-    )
+    client = OpenAI(base_url=base_url, api_key="unused")  # base_url: "http://127.0.0.1:8000/v1"
+    with open("photo.png", "rb") as photo, open("mask.png", "rb") as mask:
+        answer = client.images.edit(
+            image=photo,
+            mask=mask,
+            prompt="a 7",
+            n=2,
+            size="64x64",
+            response_format="b64_json",
+            extra_body={"seed": 3, "num_inference_steps": 3, "strength": 0.9},  # omni's diffusion fields
+        )
+    # --8<-- [end:openai-edit]
     got = [
         np.asarray(Image.open(io.BytesIO(base64.b64decode(item.b64_json or ""))))
         for item in answer.data or []
