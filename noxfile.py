@@ -15,6 +15,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nox
@@ -290,4 +291,6 @@ def benchmarks(session: nox.Session) -> None:
     the ones docs/performance.md shows), so a test run leaves the tree untouched.
     """
     for script in sorted((ROOT / "benchmarks").glob("bench_*.py")):
+        started = time.monotonic()
         in_workspace(session, "python", str(script), *session.posargs)
+        session.log(f"{script.name} took {time.monotonic() - started:.0f} s")

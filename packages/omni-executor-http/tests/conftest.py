@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from omni_core.testing import isolated_omni_cache, tiny_model
+from omni_core.testing import isolated_omni_cache, tiny_lora, tiny_model
 from omni_executor_http.testing import ServerProcess, free_port, run_server
 
-__all__ = ["ServerProcess", "free_port", "isolated_omni_cache", "run_server", "tiny_model"]
+__all__ = ["ServerProcess", "free_port", "isolated_omni_cache", "run_server", "tiny_lora", "tiny_model"]
 
 
 @pytest.fixture(scope="session")
@@ -21,11 +21,22 @@ def server_factory(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -
     return factory
 
 
-@pytest.fixture(scope="module")
-def server(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """A server with small, explicit limits so the limit tests are cheap."""
+EDIT_MAX_IMAGE_BYTES = 64 * 1024
+
+
+@pytest.fixture(scope="session")
+def server(
+    tiny_model: Path, tiny_lora: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """One server for the session (each start loads a model), with small, explicit limits so the
+    limit tests are cheap, and a LoRA adapter named ``sketch``. Tests that stop, kill or
+    reconfigure a server start their own (``server_factory``)."""
     with run_server(
         tiny_model,
+        "--lora",
+        f"sketch={tiny_lora}",
+        "--max-image-bytes",
+        str(EDIT_MAX_IMAGE_BYTES),
         "--max-body-bytes",
         "4096",
         "--max-steps",

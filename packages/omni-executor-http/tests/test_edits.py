@@ -20,36 +20,15 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from conftest import ServerProcess
 from PIL import Image
 
 from omni_core import DiffusionEngine, OmniDiffusionConfig, OmniDiffusionRequest, RequestValidationError
 from omni_core.executors import encode_png
-from omni_core.testing import tiny_lora
 from omni_core.testing_pipelines import sample_image, sample_mask
-from omni_executor_http.testing import ServerProcess, run_server
-
-__all__ = ["tiny_lora"]  # fixture
 
 IMAGE = sample_image(seed=5)
 MASK = sample_mask()
-MAX_IMAGE_BYTES = 64 * 1024
-
-
-@pytest.fixture(scope="module")
-def edit_server(
-    tiny_model: Path, tiny_lora: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProcess]:
-    with run_server(
-        tiny_model,
-        "--lora",
-        f"sketch={tiny_lora}",
-        "--max-image-pixels",
-        str(256 * 256),
-        "--max-image-bytes",
-        str(MAX_IMAGE_BYTES),
-        tmp=tmp_path_factory.mktemp("serve"),
-    ) as process:
-        yield process
 
 
 @pytest.fixture(scope="module")
@@ -70,11 +49,11 @@ def png_b64(image: np.ndarray) -> str:
 
 
 def test_the_openai_clients_images_edit_gets_the_in_process_image(
-    edit_server: ServerProcess, local: DiffusionEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    server: ServerProcess, local: DiffusionEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "photo.png").write_bytes(encode_png(IMAGE))
     (tmp_path / "mask.png").write_bytes(encode_png(MASK))  # white: repaint
-    base_url = f"{edit_server.url}/v1"
+    base_url = f"{server.url}/v1"
     monkeypatch.chdir(tmp_path)
     # --8<-- [start:openai-edit]
     from openai import OpenAI
@@ -101,12 +80,12 @@ def test_the_openai_clients_images_edit_gets_the_in_process_image(
         assert np.array_equal(a, b)
 
 
-def test_openai_transparent_mask_means_repaint(edit_server: ServerProcess, local: DiffusionEngine) -> None:
+def test_openai_transparent_mask_means_repaint(server: ServerProcess, local: DiffusionEngine) -> None:
     # OpenAI's convention: the mask's fully transparent pixels are the ones to edit.
     rgba = np.zeros((64, 64, 4), dtype=np.uint8)
     rgba[:, :, 3] = np.where(MASK == 255, 0, 255)
     response = httpx.post(
-        f"{edit_server.url}/v1/images/edits",
+        f"{server.url}/v1/images/edits",
         data={"prompt": "a 7", "seed": "3", "num_inference_steps": "3"},
         files=[
             ("image", ("i.png", encode_png(IMAGE), "image/png")),
@@ -122,7 +101,7 @@ def test_openai_transparent_mask_means_repaint(edit_server: ServerProcess, local
 
 
 def test_the_http_executor_carries_images_extras_and_loras(
-    edit_server: ServerProcess, local: DiffusionEngine
+    server: ServerProcess, local: DiffusionEngine
 ) -> None:
     cases = [
         request(image=IMAGE, strength=0.6),
@@ -132,7 +111,7 @@ def test_the_http_executor_carries_images_extras_and_loras(
         request(height=64, width=64, lora="sketch", lora_scale=0.7),
         request(image=IMAGE, lora="sketch"),
     ]
-    config = OmniDiffusionConfig(executor_class="http", executor_options={"base_url": edit_server.url})
+    config = OmniDiffusionConfig(executor_class="http", executor_options={"base_url": server.url})
     with DiffusionEngine(config) as remote:
         got = [remote.step([case])[0] for case in cases]
     want = [local.step([case])[0] for case in cases]
@@ -215,13 +194,13 @@ HOSTILE_UPLOADS: list[tuple[str, list[tuple[str, Any]], dict[str, str], int, str
     ids=[case[0] for case in HOSTILE_UPLOADS],
 )
 def test_hostile_uploads_get_a_4xx_naming_the_field_and_a_good_edit_still_works(
-    edit_server: ServerProcess,
+    server: ServerProcess,
     files: list[tuple[str, Any]],
     fields: dict[str, str],
     status: int,
     param: str | None,
 ) -> None:
-    url = f"{edit_server.url}/v1/images/edits"
+    url = f"{server.url}/v1/images/edits"
     body = {"prompt": "a 7", "num_inference_steps": "2", **fields}
     response = httpx.post(url, data=body, files=files or None, timeout=60)
     assert response.status_code == status, response.text
@@ -231,14 +210,14 @@ def test_hostile_uploads_get_a_4xx_naming_the_field_and_a_good_edit_still_works(
     assert good.status_code == 200, good.text
 
 
-def test_a_json_body_at_edits_is_told_to_send_a_form(edit_server: ServerProcess) -> None:
-    response = httpx.post(f"{edit_server.url}/v1/images/edits", json={"prompt": "a 7"}, timeout=30)
+def test_a_json_body_at_edits_is_told_to_send_a_form(server: ServerProcess) -> None:
+    response = httpx.post(f"{server.url}/v1/images/edits", json={"prompt": "a 7"}, timeout=30)
     assert response.status_code == 400
     assert "multipart/form-data" in response.json()["error"]["message"]
 
 
-def test_extra_params_on_generations(edit_server: ServerProcess, local: DiffusionEngine) -> None:
-    url = f"{edit_server.url}/v1/images/generations"
+def test_extra_params_on_generations(server: ServerProcess, local: DiffusionEngine) -> None:
+    url = f"{server.url}/v1/images/generations"
     body = {"prompt": "a 7", "size": "64x64", "seed": 3, "num_inference_steps": 3}
     ok = httpx.post(url, json={**body, "extra_params": {"eta": 1.0}}, timeout=60)
     assert ok.status_code == 200, ok.text
@@ -254,8 +233,8 @@ def test_extra_params_on_generations(edit_server: ServerProcess, local: Diffusio
         assert refused.json()["error"]["param"] == param
 
 
-def test_the_http_executor_refuses_a_non_array_image_before_sending(edit_server: ServerProcess) -> None:
-    config = OmniDiffusionConfig(executor_class="http", executor_options={"base_url": edit_server.url})
+def test_the_http_executor_refuses_a_non_array_image_before_sending(server: ServerProcess) -> None:
+    config = OmniDiffusionConfig(executor_class="http", executor_options={"base_url": server.url})
     with DiffusionEngine(config) as remote:
         output = remote.step([request(image=IMAGE.astype(np.float64))])[0]
     with pytest.raises(RequestValidationError) as caught:

@@ -11,6 +11,7 @@ CPU. Weights come from a fixed seed, so two builds are identical. Needs the
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from omni_core.models.tokenizer import (
     MODEL_MAX_LENGTH,
@@ -21,10 +22,30 @@ from omni_core.models.tokenizer import (
 TINY_PIPELINE_CLASS = "StableDiffusionPipeline"
 
 
+def tiny_vae(**config: object) -> Any:
+    """A KL VAE with 4 blocks (latent scale 8, like real SD: 3 would make 512x512 crawl), 4 channels.
+
+    Shared by the tiny SD and Flux pipelines; ``config`` adds family-specific settings.
+    """
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(16, 16, 32, 32),
+        latent_channels=4,
+        norm_num_groups=8,
+        sample_size=64,
+        **config,
+    )
+
+
 def build_tiny_pipeline(directory: str | Path, *, seed: int = 0) -> Path:
     """Build the tiny pipeline and ``save_pretrained`` it into ``directory``; returns it."""
     import torch
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTokenizer
 
     target = Path(directory)
@@ -49,16 +70,7 @@ def build_tiny_pipeline(directory: str | Path, *, seed: int = 0) -> Path:
             attention_head_dim=8,
             norm_num_groups=16,
         )
-        vae = AutoencoderKL(
-            in_channels=3,
-            out_channels=3,
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
-            block_out_channels=(16, 16, 32, 32),
-            latent_channels=4,
-            norm_num_groups=8,
-            sample_size=64,
-        )
+        vae = tiny_vae()
     finally:
         torch.random.set_rng_state(generator_state)
     scheduler = DDIMScheduler(

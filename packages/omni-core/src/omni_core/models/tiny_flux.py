@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from omni_core.models.tiny import tiny_vae
 from omni_core.models.tokenizer import (
     MODEL_MAX_LENGTH,
     byte_level_clip_text_encoder,
@@ -23,7 +24,7 @@ from omni_core.models.tokenizer import (
 def build_tiny_flux_pipeline(directory: str | Path, *, seed: int = 0) -> Path:
     """Build the tiny Flux pipeline and ``save_pretrained`` it into ``directory``; returns it."""
     import torch
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
     from transformers import CLIPTokenizer, T5Config, T5EncoderModel, T5TokenizerFast
 
     target = Path(directory)
@@ -59,19 +60,9 @@ def build_tiny_flux_pipeline(directory: str | Path, *, seed: int = 0) -> Path:
             pooled_projection_dim=32,  # the CLIP projection
             axes_dims_rope=[4, 6, 6],
         )
-        vae = AutoencoderKL(
-            in_channels=3,
-            out_channels=3,
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
-            block_out_channels=(16, 16, 32, 32),
-            latent_channels=4,
-            norm_num_groups=8,
-            sample_size=64,
-            use_quant_conv=False,
-            use_post_quant_conv=False,
-            shift_factor=0.0609,
-            scaling_factor=0.3611,
+        # Flux's VAE has no quant convs and shifts its latents.
+        vae = tiny_vae(
+            use_quant_conv=False, use_post_quant_conv=False, shift_factor=0.0609, scaling_factor=0.3611
         )
     finally:
         torch.random.set_rng_state(generator_state)
