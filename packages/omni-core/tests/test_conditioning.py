@@ -240,7 +240,10 @@ def test_bad_images_fail_alone_naming_the_field(
     sd_engine: DiffusionEngine, fields: dict[str, Any], field: str, words: str
 ) -> None:
     failed, succeeded = sd_engine.step(
-        [OmniDiffusionRequest("a 7", seed=1, **fields), OmniDiffusionRequest("a 7", image=IMAGE, seed=1)]
+        [
+            OmniDiffusionRequest("a 7", seed=1, **fields),
+            OmniDiffusionRequest("a 7", image=IMAGE, seed=1, num_inference_steps=2),
+        ]
     )
     assert (failed.error_type, failed.error_field) == ("RequestValidationError", field)
     assert words in failed.error
