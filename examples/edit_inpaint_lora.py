@@ -28,6 +28,7 @@ def main() -> None:
     # --8<-- [start:config]
     config = OmniDiffusionConfig(
         model_name_or_path=str(model),
+        executor_class="inproc",  # or "mp" (the default), "http", "ray", "celery", ...: same requests
         loras={"sketch": {"path": str(lora), "scale": 0.8}},  # requests name adapters, never paths
         extra_allowed=["eta", "guidance_rescale"],  # optional: the only pipeline arguments requests may set
     )

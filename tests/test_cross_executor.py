@@ -127,7 +127,7 @@ def test_http_in_front_of_mp_gives_the_inproc_image(
             assert fraction_of_pixels_off_by_more_than(a, b, 1) == 0
 
 
-def test_a_transformer_family_edits_alike_through_inproc_mp_and_http(
+def test_a_transformer_family_edits_alike_through_inproc_and_http_over_mp(
     tiny_flux_model: Path, tmp_path: Path
 ) -> None:
     from omni_executor_http.testing import run_server
@@ -144,18 +144,21 @@ def test_a_transformer_family_edits_alike_through_inproc_mp_and_http(
         ),
     ]
     results: dict[str, list[list[np.ndarray]]] = {}
-    with run_server(tiny_flux_model, tmp=tmp_path) as server:  # omni serve over inproc
+    # omni serve over mp: the requests cross HTTP (an edit form) and then a worker process.
+    with run_server(tiny_flux_model, "--option", "num_workers=1", executor="mp", tmp=tmp_path) as server:
         configs = {
             "inproc": OmniDiffusionConfig(model_name_or_path=str(tiny_flux_model), executor_class="inproc"),
-            "mp": OmniDiffusionConfig(model_name_or_path=str(tiny_flux_model), executor_class="mp"),
-            "http": OmniDiffusionConfig(executor_class="http", executor_options={"base_url": server.url}),
+            "http+mp": OmniDiffusionConfig(executor_class="http", executor_options={"base_url": server.url}),
         }
         for name, config in configs.items():
             with DiffusionEngine(config) as engine:
                 results[name] = [engine.step([case])[0].raise_for_error().output for case in cases]
-    for name in ("mp", "http"):
-        for expected, got in zip(results["inproc"], results[name], strict=True):
-            assert all(np.array_equal(a, b) for a, b in zip(expected, got, strict=True)), name
+    for expected, got in zip(results["inproc"], results["http+mp"], strict=True):
+        # One worker runs one torch thread, inproc the machine's default: last-bit float noise may
+        # move a value by one 8-bit level (docs/architecture.md, Determinism).
+        assert all(
+            fraction_of_pixels_off_by_more_than(a, b, 1) == 0 for a, b in zip(expected, got, strict=True)
+        )
 
 
 def test_priority_in_front_of_mp_preempts_between_steps(tiny_model: Path) -> None:
