@@ -146,6 +146,9 @@ class WorkerHandle:
                 raise WorkerStartError(self._died_while_loading()) from None
             if message[0] == "ready":
                 self.info = message[1]
+                # Silence is counted from now, not from the spawn: a load longer than hang_timeout
+                # would otherwise get a fresh worker killed as hung the moment it is ready.
+                self.last_seen = self.last_progress = time.monotonic()
                 self.alive = True
                 return self.info
             if message[0] == "load_error":
