@@ -37,24 +37,18 @@ def build_medium_pipeline(directory: Path) -> Path:
     """A Stable Diffusion pipeline of SD's shape at reduced width, random weights (seed 0)."""
     import torch
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTokenizer
 
-    from omni_core.models.tokenizer import MODEL_MAX_LENGTH, VOCAB_SIZE, write_byte_level_clip_tokenizer
+    from omni_core.models.tokenizer import (
+        MODEL_MAX_LENGTH,
+        byte_level_clip_text_encoder,
+        write_byte_level_clip_tokenizer,
+    )
 
     write_byte_level_clip_tokenizer(directory / "tokenizer")
     torch.manual_seed(0)
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=VOCAB_SIZE,
-            hidden_size=256,
-            intermediate_size=1024,
-            num_attention_heads=4,
-            num_hidden_layers=4,
-            max_position_embeddings=MODEL_MAX_LENGTH,
-            bos_token_id=0,
-            eos_token_id=1,
-            pad_token_id=1,
-        )
+    text_encoder = byte_level_clip_text_encoder(
+        hidden_size=256, intermediate_size=1024, num_hidden_layers=4, projection_dim=256
     )
     unet = UNet2DConditionModel(
         sample_size=32,

@@ -68,26 +68,35 @@ def write_byte_level_clip_tokenizer(directory: Path) -> None:
     (directory / "special_tokens_map.json").write_text(json.dumps(specials, indent=2), encoding="utf-8")
 
 
-def byte_level_clip_text_encoder() -> Any:
-    """A small CLIP text encoder sized for the byte-level vocabulary (random weights).
+def byte_level_clip_text_encoder(
+    *,
+    hidden_size: int = 32,
+    intermediate_size: int = 64,
+    num_hidden_layers: int = 2,
+    projection_dim: int = 32,
+) -> Any:
+    """A CLIP text encoder sized for the byte-level vocabulary (random weights).
 
-    Shared by the tiny random pipeline and the digits model, so both tokenize and
-    encode prompts the same way. Needs transformers (the ``[diffusers]`` extra).
+    Shared by the tiny random pipelines, the digits model and the memory benchmark's
+    mid-size model, so all tokenize and encode prompts the same way: the fields that
+    must agree with :func:`write_byte_level_clip_tokenizer` (vocabulary size, special
+    token ids, sequence length) are set here only; callers choose the width and depth.
+    Needs transformers (the ``[diffusers]`` extra).
     """
     from transformers import CLIPTextConfig, CLIPTextModel
 
     return CLIPTextModel(
         CLIPTextConfig(
             vocab_size=VOCAB_SIZE,
-            hidden_size=32,
-            intermediate_size=64,
+            hidden_size=hidden_size,
+            intermediate_size=intermediate_size,
             num_attention_heads=4,
-            num_hidden_layers=2,
+            num_hidden_layers=num_hidden_layers,
             max_position_embeddings=MODEL_MAX_LENGTH,
             bos_token_id=0,
             eos_token_id=1,
             pad_token_id=1,
-            projection_dim=32,
+            projection_dim=projection_dim,
         )
     )
 
