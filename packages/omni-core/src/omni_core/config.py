@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from omni_core.lora import parse_loras
+from omni_core.runner.batching import BATCHING_MODES
 from omni_core.registry import check_executor_spec, resolve_executor_class
 from omni_core.validation import DEFAULT_EXTRA_DENIED, RequestLimits
 
@@ -55,7 +56,14 @@ class OmniDiffusionConfig:
     executor_options: dict[str, Any] = field(default_factory=dict)
 
     max_batch_size: int = 8
-    """Images one pipeline call may hold; compatible requests are batched up to it."""
+    """The most one batch may hold: in step mode denoiser rows (a guided image is two), the upper
+    bound of the measured cap; in request mode images per pipeline call."""
+    batching: str = "step"
+    """``"step"``: requests join and leave the running batch at every denoising step, where the
+    model's family supports it (else request mode); ``"request"``: one pipeline call per batch of
+    requests that agree on size, steps, guidance and conditioning. See docs/batching.md."""
+    calibrate_batch_cap: bool = True
+    """Step mode: measure at load how many rows still add throughput (else the cap is max_batch_size)."""
     max_queued_requests: int | None = None
     """Requests an executor queues before it refuses more with ``OverloadedError``; ``None``: no cap."""
     request_timeout: float | None = None
@@ -98,6 +106,12 @@ class OmniDiffusionConfig:
                 raise TypeError(f"{name} must be a str or None, got {type(value).__name__} {value!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype {self.dtype!r} is not supported; use one of {', '.join(DTYPES)}")
+        if self.batching not in BATCHING_MODES:
+            raise ValueError(
+                f"batching {self.batching!r} is not a mode; use one of {', '.join(BATCHING_MODES)}"
+            )
+        if not isinstance(self.calibrate_batch_cap, bool):
+            raise TypeError(f"calibrate_batch_cap must be a bool, got {self.calibrate_batch_cap!r}")
         if not isinstance(self.executor_options, dict):
             raise TypeError(f"executor_options must be a dict, got {type(self.executor_options).__name__}")
         for name in (

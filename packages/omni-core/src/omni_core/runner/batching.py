@@ -109,3 +109,77 @@ def plan_batches(planned: Sequence[PlannedRequest], max_batch_images: int) -> li
             order.append(current)
         current.append(item)
     return order
+
+
+# ---------------------------------------------------------------- batching mode
+
+STEP_BATCHING_PIPELINES = frozenset(
+    {
+        "StableDiffusionPipeline",
+        "StableDiffusionImg2ImgPipeline",
+        "StableDiffusionInpaintPipeline",
+        "StableDiffusionXLPipeline",
+        "StableDiffusionXLImg2ImgPipeline",
+        "StableDiffusionXLInpaintPipeline",
+        "StableDiffusion3Pipeline",
+        "StableDiffusion3Img2ImgPipeline",
+        "StableDiffusion3InpaintPipeline",
+        "FluxPipeline",
+        "FluxImg2ImgPipeline",
+        "FluxInpaintPipeline",
+        "PixArtAlphaPipeline",
+        "PixArtSigmaPipeline",
+        "DigitsPipeline",
+    }
+)
+"""Pipelines whose rows are independent through the denoiser (each row is its own image), so their
+denoiser forwards may be merged across requests. A custom pipeline joins by naming its denoiser
+in a class attribute ``omni_step_denoiser = "unet"`` (see docs/batching.md)."""
+DENOISER_ATTRIBUTES = ("unet", "transformer")
+BATCHING_MODES = ("step", "request")
+
+
+@dataclass(frozen=True)
+class BatchingMode:
+    """How a loaded model batches, and why (``describe`` reports it)."""
+
+    mode: str
+    """``"step"`` (requests join and leave at every denoising step) or ``"request"``."""
+    denoiser: str | None
+    """The pipeline attribute whose forwards are merged, in step mode."""
+    reason: str
+
+
+def choose_batching(requested: str, pipelines: dict[str, object]) -> BatchingMode:
+    """The one place that decides the mode: step where asked and every task's pipeline allows it."""
+    if requested == "request":
+        return BatchingMode("request", None, "config.batching is 'request'")
+    names: set[str] = set()
+    for task, pipeline in pipelines.items():
+        declared = getattr(pipeline, "omni_step_denoiser", None)
+        if isinstance(declared, str):
+            names.add(declared)
+            continue
+        cls = type(pipeline).__name__
+        if cls not in STEP_BATCHING_PIPELINES:
+            return BatchingMode(
+                "request", None, f"{cls} ({task}) is not a family omni decomposes into steps"
+            )
+        found = next((n for n in DENOISER_ATTRIBUTES if getattr(pipeline, n, None) is not None), None)
+        if found is None:
+            return BatchingMode("request", None, f"{cls} has no unet or transformer to batch by step")
+        names.add(found)
+    if len(names) != 1:
+        return BatchingMode("request", None, f"the model's pipelines disagree on their denoiser: {sorted(names)}")
+    denoiser = names.pop()
+    return BatchingMode("step", denoiser, f"every task's pipeline batches by step through its {denoiser}")
+
+
+def guided_rows(images: int, guidance_scale: object) -> int:
+    """Denoiser rows a request is expected to take: two per image under classifier-free guidance.
+
+    An estimate for admission only (a distilled-guidance model such as Flux uses one row);
+    the loop counts the rows of the request's first forward from then on.
+    """
+    guided = isinstance(guidance_scale, (int, float)) and guidance_scale > 1.0
+    return images * (2 if guided else 1)

@@ -23,6 +23,8 @@ class LoadedLoras:
         self.capacity = capacity
         self._loaded: OrderedDict[str, None] = OrderedDict()
         self._enabled = False
+        self._current: tuple[str, float] | None = None
+        """The adapter and weight last set: step batching re-activates per step, so skip no-op sets."""
 
     @property
     def loaded(self) -> list[str]:
@@ -35,9 +37,11 @@ class LoadedLoras:
             if self._enabled:
                 pipeline.disable_lora()
                 self._enabled = False
+                self._current = None
             return
         adapter = self.adapters[name]
         if name not in self._loaded:
+            self._current = None
             while len(self._loaded) >= self.capacity:
                 oldest, _ = self._loaded.popitem(last=False)
                 pipeline.delete_adapters([oldest])
@@ -52,4 +56,7 @@ class LoadedLoras:
         if not self._enabled:
             pipeline.enable_lora()
             self._enabled = True
-        pipeline.set_adapters([name], adapter_weights=[adapter.scale if scale is None else float(scale)])
+        weight = adapter.scale if scale is None else float(scale)
+        if self._current != (name, weight):
+            pipeline.set_adapters([name], adapter_weights=[weight])
+            self._current = (name, weight)

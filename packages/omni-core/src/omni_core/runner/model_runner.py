@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import math
@@ -19,9 +20,18 @@ import numpy.typing as npt
 from omni_core.errors import ModelError, ModelLoadError, RequestCancelledError, RequestValidationError
 from omni_core.lora import parse_loras
 from omni_core.request import DiffusionOutput, OmniDiffusionRequest
-from omni_core.runner.batching import PlannedRequest, plan_batches, task_of
+from omni_core.runner.batching import (
+    BatchingMode,
+    PlannedRequest,
+    choose_batching,
+    guided_rows,
+    plan_batches,
+    task_of,
+)
+from omni_core.runner.calibration import Calibration, calibrate
 from omni_core.runner.lora import LoadedLoras
 from omni_core.runner.pipelines import PipelineSet
+from omni_core.runner.step_batching import Deliver, StepBatcher
 from omni_core.validation import (
     SIZE_MULTIPLE,
     RequestLimits,
@@ -40,6 +50,7 @@ StepCallback = Callable[[Sequence[str], int, int], None]
 """``(request_ids, step, total_steps)`` after every denoising step of a batch."""
 
 MAX_RANDOM_SEED = 2**31 - 1
+CALIBRATION_PROMPT = "a 7"
 
 
 def to_uint8_images(images: npt.NDArray[Any]) -> list[ImageArray]:
@@ -92,6 +103,9 @@ class DiffusionModelRunner:
         self._active: set[str] = set()
         self._cancelled: set[str] = set()
         self._cancel_lock = threading.Lock()
+        self.batching = BatchingMode("request", None, "no model loaded")
+        self.step_batcher: StepBatcher | None = None
+        self.calibration: Calibration | None = None
 
     # ------------------------------------------------------------------ loading
 
@@ -129,6 +143,47 @@ class DiffusionModelRunner:
         self.pipelines = PipelineSet.derive(pipeline, f"{path!r} ({type(pipeline).__name__})")
         self.pipeline = pipeline
         self.model_path = path
+        self._start_step_batching()
+
+    def _start_step_batching(self) -> None:
+        """Step mode where the config asks for it and the family allows it; the cap measured."""
+        pipelines = self._pipeline_set()
+        self.batching = choose_batching(self.config.batching, pipelines.pipelines)
+        if self.batching.denoiser is None:
+            return
+        self.step_batcher = StepBatcher(
+            denoiser_name=self.batching.denoiser,
+            pipeline_for=lambda planned: pipelines.for_task(task_of(planned.request)),
+            activate=self._activate_group,
+            cap_rows=self.config.max_batch_size,
+        )
+        if self.config.calibrate_batch_cap:
+            self.calibration = self._calibrate(self.step_batcher)
+            self.step_batcher.cap_rows = self.calibration.cap_rows
+        else:
+            self.calibration = Calibration(self.config.max_batch_size, why="calibrate_batch_cap is off")
+
+    def _calibrate(self, batcher: StepBatcher) -> Calibration:
+        recorded: list[dict[str, Any]] = []
+        batcher.on_forward = lambda arguments: recorded.append(arguments) if not recorded else None
+        try:
+            probe = OmniDiffusionRequest(prompt=CALIBRATION_PROMPT, num_inference_steps=1, seed=0)
+            self.execute([probe])[0].raise_for_error()
+        except Exception as exc:
+            raise ModelLoadError(f"step batching: the calibration request failed: {exc}") from exc
+        finally:
+            batcher.on_forward = None
+        if not recorded:
+            return Calibration(self.config.max_batch_size, why="the pipeline made no denoiser call to measure")
+        denoiser = getattr(self.pipeline, batcher.denoiser_name)
+        sample_name = next(iter(inspect.signature(denoiser.forward).parameters))
+        result = calibrate(denoiser, recorded[0], sample_name, self.config.max_batch_size, self.device)
+        logger.info("step batching cap: %d rows (%s)", result.cap_rows, result.why)
+        return result
+
+    def _activate_group(self, group: object) -> None:
+        lora, scale = group  # type: ignore[misc]
+        self.loras.activate(self.pipeline, lora, scale)
 
     def _torch_dtype(self, torch: Any) -> Any:
         name = self.config.dtype
@@ -152,8 +207,31 @@ class DiffusionModelRunner:
             "device": self.device,
             "dtype": str(self._torch_dtype(torch)).removeprefix("torch."),
             "torch_threads": torch.get_num_threads(),
+            "batching": self.describe_batching(),
             "pid": os.getpid(),
         }
+
+    def describe_batching(self) -> dict[str, Any]:
+        """The mode this model runs in, why, and (step mode) the measured cap and step times."""
+        info: dict[str, Any] = {"mode": self.batching.mode, "reason": self.batching.reason}
+        if self.step_batcher is not None:
+            info["denoiser"] = self.batching.denoiser
+            info["cap_rows"] = self.step_batcher.cap_rows
+            info["calibration"] = self.calibration.as_dict() if self.calibration is not None else None
+            stats = self.step_batcher.stats
+            info["forwards"] = stats.forwards
+            info["rows_per_forward"] = stats.rows / stats.forwards if stats.forwards else 0.0
+        else:
+            info["max_batch_images"] = self.config.max_batch_size
+        return info
+
+    @property
+    def window(self) -> int | None:
+        """Step mode: images an executor may hand this runner ahead of its steps (None: request mode).
+
+        The cap in rows, counted in images: a guided image takes two rows, so up to
+        half of it waits in the runner, ready to join at the next step."""
+        return None if self.step_batcher is None else self.step_batcher.cap_rows
 
     def ping(self) -> str:
         """Cheap liveness probe for ``collective_rpc``."""
@@ -164,9 +242,12 @@ class DiffusionModelRunner:
     def cancel(self, request_id: str) -> bool:
         """Abort ``request_id`` at its next denoising step if it is in the current call.
 
-        Its output gets ``error_type="RequestCancelledError"``; requests batched with
-        it are re-run without it. Returns False if the request is not running here.
+        Its output gets ``error_type="RequestCancelledError"``. In step mode only its own
+        rows leave the batch; in request mode the requests batched with it are re-run
+        without it. Returns False if the request is not running here.
         """
+        if self.step_batcher is not None:
+            return self.step_batcher.cancel(request_id)
         with self._cancel_lock:
             if request_id not in self._active:
                 return False
@@ -235,6 +316,8 @@ class DiffusionModelRunner:
         """Run ``requests``; one output per request, in order; a bad request fails alone."""
         if self.pipeline is None:
             raise RuntimeError("DiffusionModelRunner.execute called before load_model()")
+        if self.step_batcher is not None:
+            return self._execute_by_step(requests, on_step)
         outputs: list[DiffusionOutput | None] = [None] * len(requests)
         planned: list[PlannedRequest] = []
         for index, request in enumerate(requests):
@@ -258,6 +341,63 @@ class DiffusionModelRunner:
                     self._cancelled -= ids
         return [output for output in outputs if output is not None]
 
+    def start(
+        self,
+        requests: Sequence[OmniDiffusionRequest],
+        deliver: Deliver,
+        *,
+        on_step: StepCallback | None = None,
+    ) -> None:
+        """Step mode: queue ``requests`` to join the running batch; ``deliver`` gets each output as
+        it finishes (from the step loop's thread), a refused request's at once. Thread-safe."""
+        batcher = self.step_batcher
+        if batcher is None:
+            raise RuntimeError("DiffusionModelRunner.start needs step batching; use execute()")
+        for index, request in enumerate(requests):
+            try:
+                planned = self.plan(request, index)
+            except RequestValidationError as exc:
+                deliver(DiffusionOutput.failure(_request_id(request), exc))
+                continue
+            task = task_of(planned.request)
+            guidance = planned.guidance_scale
+            if guidance is None:
+                guidance = self._pipeline_set().defaults[task].get("guidance_scale")
+            batcher.submit(
+                planned,
+                lambda pipeline, planned=planned: self._run_batch([planned], on_step, pipeline)[0],
+                deliver,
+                group=(planned.request.lora, planned.request.lora_scale),
+                rows=guided_rows(planned.num_images, guidance),
+            )
+
+    def _execute_by_step(
+        self, requests: Sequence[OmniDiffusionRequest], on_step: StepCallback | None
+    ) -> list[DiffusionOutput]:
+        """``execute`` in step mode: all of them join the loop (with other callers'), in order back."""
+        done = threading.Condition()
+        outputs: dict[str, DiffusionOutput] = {}
+
+        def deliver(output: DiffusionOutput) -> None:
+            with done:
+                outputs[output.request_id] = output
+                done.notify_all()
+
+        ids = [_request_id(request) for request in requests]
+        if len(set(ids)) != len(ids):
+            # Outputs are matched by id; a repeated id in one call runs as separate calls.
+            return [output for request in requests for output in self._execute_by_step([request], on_step)]
+        self.start(requests, deliver, on_step=on_step)
+        with done:
+            done.wait_for(lambda: len(outputs) >= len(ids))
+        return [outputs[request_id] for request_id in ids]
+
+    def close(self) -> None:
+        """Stop the step loop (its requests fail as the executor's) and drop the pipeline."""
+        if self.step_batcher is not None:
+            self.step_batcher.close()
+        self.pipeline = None
+
     def _run_batch_isolating_failures(
         self, batch: list[PlannedRequest], on_step: StepCallback | None
     ) -> list[DiffusionOutput]:
@@ -275,12 +415,16 @@ class DiffusionModelRunner:
             raise RuntimeError("DiffusionModelRunner used before load_model()")
         return self.pipelines
 
-    def _run_batch(self, batch: list[PlannedRequest], on_step: StepCallback | None) -> list[DiffusionOutput]:
+    def _run_batch(
+        self, batch: list[PlannedRequest], on_step: StepCallback | None, pipeline: Any = None
+    ) -> list[DiffusionOutput]:
+        """One pipeline call for ``batch`` (in step mode ``pipeline`` is the request's own copy)."""
         import torch
 
         first = batch[0]
         task = task_of(first.request)
-        pipeline = self._pipeline_set().for_task(task)
+        if pipeline is None:
+            pipeline = self._pipeline_set().for_task(task)
         accepted = self._pipeline_set().arguments[task]
         request_ids = [item.request.request_id for item in batch]
         self._raise_if_cancelled(request_ids)
