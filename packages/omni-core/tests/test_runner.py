@@ -61,7 +61,25 @@ def test_loads_through_from_pretrained_with_class_dtype_and_device(tiny_model: P
     assert output.output[0].shape == (64, 64, 3)
 
 
-def test_compatible_requests_share_one_call_and_others_do_not(runner: DiffusionModelRunner) -> None:
+@pytest.fixture(scope="module")
+def request_mode_runner(tiny_model: Path) -> DiffusionModelRunner:
+    runner = DiffusionModelRunner(
+        OmniDiffusionConfig(
+            model_name_or_path=str(tiny_model),
+            executor_class="inproc",
+            default_num_inference_steps=3,
+            batching="request",
+        )
+    )
+    runner.load_model()
+    assert runner.describe()["batching"]["mode"] == "request"
+    return runner
+
+
+def test_compatible_requests_share_one_call_and_others_do_not(
+    request_mode_runner: DiffusionModelRunner,
+) -> None:
+    runner = request_mode_runner
     recorder = BatchRecorder()
     same = [request(seed=i, request_id=f"s{i}") for i in range(3)]
     other_size = request(seed=1, height=32, width=32, request_id="small")
@@ -78,7 +96,9 @@ def test_compatible_requests_share_one_call_and_others_do_not(runner: DiffusionM
 
 def test_batches_are_capped_by_max_batch_size(tiny_model: Path) -> None:
     runner = DiffusionModelRunner(
-        OmniDiffusionConfig(model_name_or_path=str(tiny_model), executor_class="inproc", max_batch_size=2)
+        OmniDiffusionConfig(
+            model_name_or_path=str(tiny_model), executor_class="inproc", max_batch_size=2, batching="request"
+        )
     )
     runner.load_model()
     recorder = BatchRecorder()

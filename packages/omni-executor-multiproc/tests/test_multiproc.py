@@ -117,20 +117,31 @@ def test_bad_requests_fail_alone(engine: DiffusionEngine) -> None:
     assert outputs[2].error.startswith("num_inference_steps:")
 
 
-def test_collective_rpc_errors_and_timeout(engine: DiffusionEngine) -> None:
-    assert engine.collective_rpc("ping", timeout=30) == ["pong", "pong"]
-    with pytest.raises(AttributeError, match="no public method 'nope'"):
-        engine.collective_rpc("nope", timeout=30)
-    # Keep both workers busy, so the RPC waits behind real work and times out.
+def busy_then_ping(engine: DiffusionEngine, timeout: float) -> list[str]:
+    """Keep every worker busy with real work, then ping them."""
     slow = [engine.submit(req(i, height=256, width=256, num_inference_steps=30)) for i in range(2)]
     started = threading.Event()
     remove = engine.add_progress_listener(lambda event: started.set())
     assert started.wait(60)
-    with pytest.raises(TimeoutError, match="'ping'"):
-        engine.collective_rpc("ping", timeout=0.05)
-    remove()
-    assert all(f.result(timeout=120).ok for f in slow)
+    try:
+        return engine.collective_rpc("ping", timeout=timeout)
+    finally:
+        remove()
+        assert all(f.result(timeout=120).ok for f in slow)
+
+
+def test_collective_rpc_errors_and_timeout(engine: DiffusionEngine, tiny_model: Path) -> None:
     assert engine.collective_rpc("ping", timeout=30) == ["pong", "pong"]
+    with pytest.raises(AttributeError, match="no public method 'nope'"):
+        engine.collective_rpc("nope", timeout=30)
+    # A step-batching worker reads its pipe while it runs: the RPC is answered between steps.
+    assert busy_then_ping(engine, timeout=30) == ["pong", "pong"]
+    # A request-mode worker answers after its batch, so a short timeout expires.
+    config = mp_config(tiny_model, num_workers=1).replace(batching="request")
+    with DiffusionEngine(config) as request_mode:
+        with pytest.raises(TimeoutError, match="'ping'"):
+            busy_then_ping(request_mode, timeout=0.05)
+        assert request_mode.collective_rpc("ping", timeout=30) == ["pong"]
 
 
 def test_every_image_transport_gives_the_same_images(tiny_model: Path, engine: DiffusionEngine) -> None:

@@ -96,6 +96,10 @@ class MultiProcDiffusionExecutor(QueuedDiffusionExecutor[WorkerHandle]):
     def _ready_slots(self) -> Sequence[WorkerHandle]:
         return [w for _, w in sorted(self._workers.items()) if w.alive]
 
+    def _slot_window(self, slot: WorkerHandle) -> int | None:
+        batching = slot.info.get("batching", {})
+        return batching.get("cap_rows") if batching.get("mode") == "step" else None
+
     def _launch(self, batch: Batch[WorkerHandle]) -> None:
         batch.slot.last_progress = time.monotonic()
         # If the worker died meanwhile, its reader fails this batch with the exit signal.
@@ -115,14 +119,19 @@ class MultiProcDiffusionExecutor(QueuedDiffusionExecutor[WorkerHandle]):
         kind = message[0]
         if kind == "progress":
             _, _, request_ids, step, total = message
+            if step == 1:
+                self._note_started(request_ids)
             for request_id in request_ids:
                 self._emit_progress(ProgressEvent(request_id, step, total))
-        elif kind == "result":
+        elif kind in ("result", "outputs"):
             _, batch_id, outputs, packed = message
             for output, images in zip(outputs, unpack_images(packed), strict=True):
                 output.output = images
                 output.timings["worker_rank"] = float(worker.rank)
-            self._complete_batch(batch_id, outputs)
+            if kind == "result":
+                self._complete_batch(batch_id, outputs)
+            else:  # a step-mode worker's requests, as each finished
+                self._complete_outputs(batch_id, outputs)
         elif kind == "rpc_result":
             _, call_id, ok, value = message
             with self._lock:

@@ -11,8 +11,14 @@ parent → worker  ``("spec", WorkerSpec)`` first, then ``("execute", batch_id, 
                  ``("rpc", call_id, method, args, kwargs)``, ``("abort", request_id)``, ``("shutdown",)``
 worker → parent  ``("ready", info)``, ``("load_error", type, message_with_traceback)``, ``("heartbeat",)``,
                  ``("progress", batch_id, request_ids, step, total)``,
-                 ``("result", batch_id, outputs, packed_images)``,
+                 ``("result", batch_id, outputs, packed_images)`` (request mode: the whole batch),
+                 ``("outputs", batch_id, outputs, packed_images)`` (step mode: requests as they finish),
                  ``("rpc_result", call_id, ok, value)``
+
+In step mode (the runner batches by denoising step) an ``execute`` message is
+handed to the runner's step loop at once, so requests sent while others run
+join them at the next step; this loop keeps reading the pipe meanwhile (an
+abort stops its request at its next step).
 
 A watchdog thread exits the worker if its parent disappears, so a killed
 parent never leaves workers behind.
@@ -20,6 +26,7 @@ parent never leaves workers behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -149,10 +156,31 @@ class WorkerLoop:
             kind = message[0]
             if kind == "shutdown":
                 return
-            if kind == "execute":
+            if kind == "execute" and self.runner.window is not None:
+                self._start(message[1], message[2])
+            elif kind == "execute":
                 self._execute(message[1], message[2])
+            elif kind == "abort":
+                self.runner.cancel(message[1])
             elif kind == "rpc":
                 self._rpc(*message[1:])
+
+    def _start(self, batch_id: int, requests: Sequence[Any]) -> None:
+        """Step mode: the requests join the running batch; each output is sent when it is done."""
+        from omni_executor_multiproc.transport import pack_images
+
+        def on_step(request_ids: Sequence[str], step: int, total: int) -> None:
+            self.sender.send(("progress", batch_id, list(request_ids), step, total))
+
+        def deliver(output: Any) -> None:
+            images = output.output
+            output.output = []
+            output.timings["worker"] = output.timings.get("inference", 0.0)
+            packed = pack_images([images], self.spec.image_transport)
+            with contextlib.suppress(OSError, ValueError):  # the parent is gone: nothing to tell
+                self.sender.send(("outputs", batch_id, [output], packed))
+
+        self.runner.start(requests, deliver, on_step=on_step)
 
     def _execute(self, batch_id: int, requests: Sequence[Any]) -> None:
         from omni_executor_multiproc.transport import pack_images

@@ -5,7 +5,9 @@ process boundary, no serialization. Every request, from ``submit`` or
 ``execute_model``, goes through one dispatcher thread that drains whatever
 is queued into one runner call (core's queued-executor base, with the
 runner as its one slot): concurrent callers are batched exactly as worker
-processes batch them, and torch only ever runs on that one thread.
+processes batch them, and torch only ever runs on one thread at a time. In
+step mode the dispatcher hands requests to the runner's step loop, which
+admits them at its next denoising step.
 """
 
 from __future__ import annotations
@@ -45,8 +47,20 @@ class InProcDiffusionExecutor(QueuedDiffusionExecutor[DiffusionModelRunner]):
     def _ready_slots(self) -> Sequence[DiffusionModelRunner]:
         return [self.runner] if self.runner.is_loaded else []
 
+    def _slot_window(self, slot: DiffusionModelRunner) -> int | None:
+        return slot.window
+
     def _launch(self, batch: Batch[DiffusionModelRunner]) -> None:
-        # On the dispatcher thread, so torch only ever runs on one thread: calling it from
+        if batch.slot.window is not None:
+            # Step mode: the runner's step loop (its one torch thread) admits these at its next step.
+            batch_id = batch.batch_id
+            batch.slot.start(
+                batch.requests,
+                lambda output: self._complete_outputs(batch_id, [output]),
+                on_step=self._report_steps,
+            )
+            return
+        # Request mode, on the dispatcher thread, so torch only ever runs on one thread: calling it from
         # several gives each its own OpenMP pool, and on a small machine the pools' spinning
         # threads halve throughput (measured: 44 -> 120 ms/request).
         outputs = batch.slot.execute(batch.requests, on_step=self._report_steps)
@@ -77,4 +91,4 @@ class InProcDiffusionExecutor(QueuedDiffusionExecutor[DiffusionModelRunner]):
 
     def _stop_slots(self) -> None:
         if hasattr(self, "runner"):
-            self.runner.pipeline = None
+            self.runner.close()

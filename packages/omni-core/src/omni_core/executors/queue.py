@@ -26,10 +26,21 @@ class QueuedRequest:
     future: Future[DiffusionOutput]
     enqueued: float = field(default_factory=time.perf_counter)
     dispatched: float | None = None
+    started: bool = False
+    """Its slot reported a denoising step (a step-batching slot holds requests it has not started)."""
 
     @property
     def request_id(self) -> str:
         return self.request.request_id
+
+    def claim(self) -> bool:
+        """Mark the future running (False if its caller cancelled it); a requeued one already is."""
+        return self.future.running() or self.future.set_running_or_notify_cancel()
+
+    @property
+    def images(self) -> int:
+        """Images the request makes (``n`` per input image)."""
+        return self.request.num_outputs_per_prompt * max(1, len(self.request.images))
 
     @property
     def key(self) -> BatchKey:
@@ -48,6 +59,10 @@ class RequestQueue:
     def push(self, item: QueuedRequest) -> None:
         self._items.append(item)
 
+    def push_front(self, items: list[QueuedRequest]) -> None:
+        """Put requests back at the head, in order (their slot died before starting them)."""
+        self._items.extendleft(reversed(items))
+
     def remove(self, request_id: str) -> QueuedRequest | None:
         """Take a queued request out (abort before it ran); None if not queued."""
         for item in self._items:
@@ -61,18 +76,20 @@ class RequestQueue:
         self._items.clear()
         return items
 
-    def take_batch(self, max_images: int) -> list[QueuedRequest]:
-        """Oldest live request plus compatible followers, marked running; [] if none."""
+    def take_batch(self, max_images: int, *, same_key: bool = True) -> list[QueuedRequest]:
+        """Oldest live request plus compatible followers, marked running; [] if none.
+
+        ``same_key=False`` takes followers of any key (for a slot whose runner batches by step)."""
         head: QueuedRequest | None = None
         while self._items and head is None:
             candidate = self._items.popleft()
-            if candidate.future.set_running_or_notify_cancel():
+            if candidate.claim():
                 head = candidate
         if head is None:
             return []
         batch = [head]
         key = head.key
-        images = head.request.num_outputs_per_prompt
+        images = head.images
         kept: deque[QueuedRequest] = deque()
         while self._items:
             if images >= max_images:
@@ -82,10 +99,10 @@ class RequestQueue:
             item = self._items.popleft()
             if item.future.cancelled():
                 continue
-            fits = images + item.request.num_outputs_per_prompt <= max_images
-            if fits and item.key == key and item.future.set_running_or_notify_cancel():
+            fits = images + item.images <= max_images
+            if fits and (not same_key or item.key == key) and item.claim():
                 batch.append(item)
-                images += item.request.num_outputs_per_prompt
+                images += item.images
             else:
                 kept.append(item)
         self._items = kept

@@ -17,6 +17,11 @@ owns everything else, once:
 
 A slot's batch ends through :meth:`_complete_batch` (one output per request)
 or :meth:`_fail_batch` (every request fails with one error), from any thread.
+
+A slot that batches by step (its runner admits requests between denoising
+steps) says so with :meth:`_slot_window`: it is then handed requests of any
+batch key while it holds fewer images than its window, even while it runs,
+and delivers each request when it finishes (:meth:`_complete_outputs`).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from abc import abstractmethod
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from omni_core.errors import (
     ExecutorDeadError,
@@ -58,6 +63,10 @@ class Batch(Generic[SlotT]):
     @property
     def requests(self) -> list[OmniDiffusionRequest]:
         return [item.request for item in self.items]
+
+    @property
+    def images(self) -> int:
+        return sum(item.images for item in self.items)
 
     def holds(self, request_id: str) -> bool:
         return any(item.request_id == request_id for item in self.items)
@@ -101,6 +110,10 @@ class QueuedDiffusionExecutor(DiffusionExecutor, Generic[SlotT]):
         :meth:`_complete_batch` or :meth:`_fail_batch`; an exception raised
         here fails the batch with it.
         """
+
+    def _slot_window(self, slot: SlotT) -> int | None:
+        """Images ``slot`` may hold at once if it batches by step (None: request-level batching)."""
+        return None
 
     def _abort_running(self, batch: Batch[SlotT], request_id: str) -> bool:
         """Stop a launched request between denoising steps; False if this executor cannot."""
@@ -178,7 +191,13 @@ class QueuedDiffusionExecutor(DiffusionExecutor, Generic[SlotT]):
                     self._lock.wait()
                 if self._stopping or slot is None:
                     return
-                items = self._queue.take_batch(self.od_config.max_batch_size)
+                window = self._slot_window(slot)
+                if window is None:
+                    items = self._queue.take_batch(self.od_config.max_batch_size)
+                else:
+                    # One request at a time, each to the least-loaded slot: the slot's runner
+                    # batches whatever it holds by step, so there is nothing to group here.
+                    items = self._queue.take_batch(1, same_key=False)
                 if not items:
                     continue
                 batch = Batch(next(self._batch_ids), slot, items)  # started: now
@@ -192,12 +211,18 @@ class QueuedDiffusionExecutor(DiffusionExecutor, Generic[SlotT]):
         best: tuple[int, int, SlotT] | None = None
         for order, slot in enumerate(self._ready_slots()):
             batches = [b for b in self._inflight.values() if b.slot is slot]
-            if len(batches) >= self.slot_capacity:
+            window = self._slot_window(slot)
+            if window is None and len(batches) >= self.slot_capacity:
+                continue
+            if window is not None and sum(b.images for b in batches) >= window:
                 continue
             load = sum(len(b.items) for b in batches)
             if best is None or (load, order) < best[:2]:
                 best = (load, order, slot)
         return None if best is None else best[2]
+
+    def _slot_images(self, slot: SlotT) -> int:
+        return sum(b.images for b in self._inflight.values() if b.slot is slot)
 
     def slot_load(self, slot: SlotT) -> int:
         """Requests in flight on ``slot``."""
@@ -232,20 +257,26 @@ class QueuedDiffusionExecutor(DiffusionExecutor, Generic[SlotT]):
             self._lock.notify_all()
         if batch is None:
             return None
-        outputs = [
-            _cancelled(output.request_id, "while it ran") if output.request_id in batch.aborted else output
-            for output in outputs
-        ]
         if len(outputs) != len(batch.items):
             error = ModelError(f"the slot returned {len(outputs)} outputs for {len(batch.items)} requests")
             outputs = [DiffusionOutput.failure(item.request_id, error) for item in batch.items]
-        now = time.perf_counter()
-        for item, output in zip(batch.items, outputs, strict=True):
-            dispatched = item.dispatched if item.dispatched is not None else item.enqueued
-            output.timings["queue"] = dispatched - item.enqueued
-            output.timings["total"] = now - item.enqueued
-            item.future.set_result(output)
+        _deliver(batch, list(zip(batch.items, outputs, strict=True)))
         return batch
+
+    def _complete_outputs(self, batch_id: int, outputs: Sequence[DiffusionOutput]) -> None:
+        """Deliver some requests of a step-batched slot's batch; it ends with its last request."""
+        with self._lock:
+            batch = self._inflight.get(batch_id)
+            if batch is None:
+                return  # already ended (its slot died)
+            by_id = {output.request_id: output for output in outputs}
+            done = [(item, by_id[item.request_id]) for item in batch.items if item.request_id in by_id]
+            batch.items = [item for item in batch.items if item.request_id not in by_id]
+            if not batch.items:
+                self._inflight.pop(batch_id, None)
+                self._service_seconds.add(time.perf_counter() - batch.started)
+            self._lock.notify_all()
+        _deliver(batch, done)
 
     def _fail_batch(self, batch_id: int, error: BaseException) -> Batch[SlotT] | None:
         """Every request of the batch fails with ``error``; None if it already ended."""
@@ -257,9 +288,32 @@ class QueuedDiffusionExecutor(DiffusionExecutor, Generic[SlotT]):
             batch_id, [DiffusionOutput.failure(item.request_id, error) for item in batch.items]
         )
 
-    def _fail_slot(self, slot: SlotT, error: BaseException) -> int:
-        """Fail every batch on ``slot`` (it died); returns how many requests were lost."""
+    def _note_started(self, request_ids: Sequence[str]) -> None:
+        """A slot reported steps of these requests (they can no longer be given to another slot)."""
+        wanted = set(request_ids)
         with self._lock:
+            for batch in self._inflight.values():
+                for item in batch.items:
+                    if item.request_id in wanted:
+                        item.started = True
+
+    def _fail_slot(self, slot: SlotT, error: BaseException) -> int:
+        """Fail every batch on ``slot`` (it died); returns how many requests were lost.
+
+        A step-batching slot also held requests it had not started: they go back to the
+        head of the queue for another slot (nothing of them ran), rather than failing."""
+        with self._lock:
+            requeue: list[QueuedRequest] = []
+            if self._slot_window(slot) is not None:
+                for batch in self._inflight.values():
+                    if batch.slot is slot:
+                        waiting = [i for i in batch.items if not i.started and i.request_id not in batch.aborted]
+                        batch.items = [i for i in batch.items if i not in waiting]
+                        requeue.extend(waiting)
+                for item in requeue:
+                    item.dispatched = None
+                self._queue.push_front(sorted(requeue, key=lambda item: item.enqueued))
+                self._lock.notify_all()
             batch_ids = [b.batch_id for b in self._inflight.values() if b.slot is slot]
         lost = 0
         for batch_id in batch_ids:
@@ -279,7 +333,7 @@ class QueuedDiffusionExecutor(DiffusionExecutor, Generic[SlotT]):
         with self._lock:
             items = self._queue.drain()
         for item in items:
-            if item.future.set_running_or_notify_cancel():
+            if item.claim():
                 item.future.set_exception(error)
 
     # ---------------------------------------------------------------- abort
@@ -301,7 +355,7 @@ class QueuedDiffusionExecutor(DiffusionExecutor, Generic[SlotT]):
                 if not batch.launched:
                     return True
         if queued is not None:
-            if queued.future.set_running_or_notify_cancel():
+            if queued.claim():
                 queued.future.set_result(_cancelled(request_id, "before it ran"))
             return True
         assert batch is not None
@@ -349,6 +403,18 @@ class MovingAverage:
 
     def value(self, default: float) -> float:
         return default if self._value is None else self._value
+
+
+def _deliver(batch: Batch[Any], pairs: list[tuple[QueuedRequest, DiffusionOutput]]) -> None:
+    """Resolve each request's future with its output (cancelled if it was aborted), with timings."""
+    now = time.perf_counter()
+    for item, output in pairs:
+        if item.request_id in batch.aborted:
+            output = _cancelled(output.request_id, "while it ran")
+        dispatched = item.dispatched if item.dispatched is not None else item.enqueued
+        output.timings["queue"] = dispatched - item.enqueued
+        output.timings["total"] = now - item.enqueued
+        item.future.set_result(output)
 
 
 def _cancelled(request_id: str, when: str) -> DiffusionOutput:

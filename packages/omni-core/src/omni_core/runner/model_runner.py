@@ -167,7 +167,10 @@ class DiffusionModelRunner:
         recorded: list[dict[str, Any]] = []
         batcher.on_forward = lambda arguments: recorded.append(arguments) if not recorded else None
         try:
-            probe = OmniDiffusionRequest(prompt=CALIBRATION_PROMPT, num_inference_steps=1, seed=0)
+            height, width = self._calibration_size()
+            probe = OmniDiffusionRequest(
+                prompt=CALIBRATION_PROMPT, num_inference_steps=1, seed=0, height=height, width=width
+            )
             self.execute([probe])[0].raise_for_error()
         except Exception as exc:
             raise ModelLoadError(f"step batching: the calibration request failed: {exc}") from exc
@@ -180,6 +183,14 @@ class DiffusionModelRunner:
         result = calibrate(denoiser, recorded[0], sample_name, self.config.max_batch_size, self.device)
         logger.info("step batching cap: %d rows (%s)", result.cap_rows, result.why)
         return result
+
+    def _calibration_size(self) -> tuple[int | None, int | None]:
+        """The served default size, or the largest square under ``max_image_pixels`` below it."""
+        height, width = self.default_size()
+        if height is None or width is None or height * width <= self.limits.max_image_pixels:
+            return height, width
+        side = max(SIZE_MULTIPLE, math.isqrt(self.limits.max_image_pixels) // SIZE_MULTIPLE * SIZE_MULTIPLE)
+        return side, side
 
     def _activate_group(self, group: object) -> None:
         lora, scale = group  # type: ignore[misc]

@@ -84,6 +84,9 @@ class RequestRun:
     output: DiffusionOutput | None = None
     cancelled: BaseException | None = None
     steps: int = 0
+    shared_rows: int = 0
+    """The most rows of a forward this request was part of (its ``batch_rows`` timing)."""
+    shared_images: int = 0
     _go: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(0))
     _back: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(0))
 
@@ -349,6 +352,10 @@ class StepBatcher:
             batch[0].resume()
             return
         rows = sum(call.rows for call in calls)
+        images = sum(run.planned.num_images for run in batch)
+        for run in batch:
+            run.shared_rows = max(run.shared_rows, rows)
+            run.shared_images = max(run.shared_images, images)
         self.stats.forwards += 1
         self.stats.rows += rows
         self.stats.max_rows = max(self.stats.max_rows, rows)
@@ -364,6 +371,9 @@ class StepBatcher:
 
     def _finish(self, run: RequestRun) -> None:
         assert run.output is not None
+        if run.shared_rows:
+            run.output.timings["batch_rows"] = float(run.shared_rows)
+            run.output.timings["batch_images"] = float(run.shared_images)
         try:
             run.deliver(run.output)
         except Exception:  # noqa: BLE001 - a consumer's bug must not stop the loop
