@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from omni_core.lora import parse_loras
-from omni_core.runner.batching import BATCHING_MODES
 from omni_core.registry import check_executor_spec, resolve_executor_class
+from omni_core.runner.batching import BATCHING_MODES
 from omni_core.validation import DEFAULT_EXTRA_DENIED, RequestLimits
 
 if TYPE_CHECKING:

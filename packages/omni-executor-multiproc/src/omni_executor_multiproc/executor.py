@@ -45,6 +45,7 @@ class MultiProcDiffusionExecutor(QueuedDiffusionExecutor[WorkerHandle]):
 
     options_class = MultiProcOptions
     options: MultiProcOptions
+    requeue_unstarted = True  # a worker's step reports come down the same pipe as its results
 
     # ------------------------------------------------------------------ slots
 

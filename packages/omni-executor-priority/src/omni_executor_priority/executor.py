@@ -53,6 +53,7 @@ class PriorityDiffusionExecutor(DiffusionExecutor):
         )
         self.inner: DiffusionExecutor = inner_class(inner_config)
         self.inner.add_progress_listener(self._emit_progress)
+        self._window = self.options.max_inflight or inner_window(self.inner)
         limiter = (
             GCRALimiter(self.options.tenant_rate, self.options.tenant_burst)
             if self.options.tenant_rate
@@ -99,7 +100,7 @@ class PriorityDiffusionExecutor(DiffusionExecutor):
                 if entry.deadline is not None:
                     heapq.heappush(self._deadlines, (entry.deadline, entry.seq, entry))
                 victim = self._choose_victim(entry)
-                if len(self._running) < self.options.max_inflight or entry.deadline is not None:
+                if len(self._running) < self._window or entry.deadline is not None:
                     self._lock.notify()  # the dispatcher can act on it now (else a completion wakes it)
         if rejection is not None or entry is None:
             future.set_exception(rejection or RuntimeError("request was not queued"))
@@ -129,7 +130,7 @@ class PriorityDiffusionExecutor(DiffusionExecutor):
 
     def _choose_victim(self, arrival: Entry) -> Entry | None:
         """The running request a strictly higher-priority arrival may preempt, if any."""
-        if not self.options.preemption or len(self._running) < self.options.max_inflight:
+        if not self.options.preemption or len(self._running) < self._window:
             return None
         candidates = [e for e in self._running.values() if not e.preempting]
         if not candidates:
@@ -161,7 +162,7 @@ class PriorityDiffusionExecutor(DiffusionExecutor):
                 expired = self._expire(now)
                 ready: list[Entry] = []
                 retry: float | None = None
-                while len(self._running) + len(ready) < self.options.max_inflight:
+                while len(self._running) + len(ready) < self._window:
                     entry, retry = self._queues.pop(now)
                     if entry is None:
                         break
@@ -310,3 +311,10 @@ class PriorityDiffusionExecutor(DiffusionExecutor):
 def _claim(future: Future[DiffusionOutput]) -> bool:
     """Mark the future running (False if it was cancelled); a requeued one already is."""
     return future.running() or future.set_running_or_notify_cancel()
+
+
+def inner_window(inner: DiffusionExecutor) -> int:
+    """Requests ``inner`` runs at once: its step-batching window where it has one, else 1."""
+    window = getattr(inner, "step_window", None)
+    value = window() if callable(window) else None
+    return value if isinstance(value, int) and value >= 1 else 1

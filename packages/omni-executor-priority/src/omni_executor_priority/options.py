@@ -16,8 +16,11 @@ class PriorityOptions:
     """The executor that runs requests: shorthand, dotted path or class."""
     inner_options: dict[str, Any] = field(default_factory=dict)
     """The inner executor's own ``executor_options``."""
-    max_inflight: int = field(default=1, metadata=at_least(1))
-    """The window: requests handed to the inner executor at once. Small keeps ordering meaningful."""
+    max_inflight: int | None = field(default=None, metadata=at_least(1))
+    """The window: requests handed to the inner executor at once. Small keeps ordering meaningful.
+    ``None``: what the inner executor runs at once, its step-batching window where its slots batch
+    by step (so an urgent request joins the running batch at the next step instead of preempting
+    one), else 1."""
     max_queue_per_level: int = field(default=10_000, metadata=at_least(1))
     """Per priority level; past it a new request fails at once with ``QueueFull``."""
     aging_interval: float | None = field(default=30.0, metadata=above(0))

@@ -39,8 +39,11 @@ from omni_executor_ray.options import RayOptions
 
 logger = logging.getLogger(__name__)
 
-ACTOR_CONCURRENCY = 4
-"""Calls one actor serves at once: execute, plus progress/abort/rpc while it runs."""
+ACTOR_CONCURRENCY = 16
+"""Calls one actor serves at once: execute calls (several in step mode, where they join one
+step loop), plus progress/abort/rpc while they run."""
+STEP_WINDOW = ACTOR_CONCURRENCY - 4
+"""Step mode: requests in flight on one actor at most (each holds an actor thread while it runs)."""
 WAIT_SECONDS = 0.2
 REVIVE_POLL_SECONDS = 1.0
 
@@ -162,6 +165,12 @@ class RayDiffusionExecutor(QueuedDiffusionExecutor[ActorSlot]):
 
     def _ready_slots(self) -> Sequence[ActorSlot]:
         return [slot for slot in self._slots if slot.ready]
+
+    def _slot_window(self, slot: ActorSlot) -> int | None:
+        batching = slot.info.get("batching", {}) if isinstance(slot.info, dict) else {}
+        if batching.get("mode") != "step":
+            return None
+        return max(1, min(int(batching["cap_rows"]), STEP_WINDOW))
 
     def _launch(self, batch: Batch[ActorSlot]) -> None:
         ref = batch.slot.handle.execute.remote(batch.requests)

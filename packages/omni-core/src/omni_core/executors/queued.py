@@ -77,6 +77,10 @@ class QueuedDiffusionExecutor(DiffusionExecutor, Generic[SlotT]):
 
     slot_capacity: int = 1
     """Batches one slot may hold at once; 1 keeps batching and placement here."""
+    requeue_unstarted: bool = False
+    """When a step-batching slot dies, requests it held but had not started (no step reported,
+    see :meth:`_note_started`) go back to the queue. Only for slots whose step reports arrive in
+    order with their results; others fail every request they held (at most once)."""
 
     def _init_executor(self) -> None:
         self._lock = threading.Condition()
@@ -224,6 +228,17 @@ class QueuedDiffusionExecutor(DiffusionExecutor, Generic[SlotT]):
     def _slot_images(self, slot: SlotT) -> int:
         return sum(b.images for b in self._inflight.values() if b.slot is slot)
 
+    def step_window(self) -> int | None:
+        """Images this executor's ready slots take at once when they batch by step, else None.
+
+        A scheduler in front (the priority executor) keeps this many in flight, so an urgent
+        request reaches a runner that admits it at its next step."""
+        with self._lock:
+            windows = [self._slot_window(slot) for slot in self._ready_slots()]
+        if not windows or any(window is None for window in windows):
+            return None
+        return sum(w for w in windows if w is not None)
+
     def slot_load(self, slot: SlotT) -> int:
         """Requests in flight on ``slot``."""
         with self._lock:
@@ -304,11 +319,13 @@ class QueuedDiffusionExecutor(DiffusionExecutor, Generic[SlotT]):
         head of the queue for another slot (nothing of them ran), rather than failing."""
         with self._lock:
             requeue: list[QueuedRequest] = []
-            if self._slot_window(slot) is not None:
-                for batch in self._inflight.values():
-                    if batch.slot is slot:
-                        waiting = [i for i in batch.items if not i.started and i.request_id not in batch.aborted]
-                        batch.items = [i for i in batch.items if i not in waiting]
+            if self.requeue_unstarted and self._slot_window(slot) is not None:
+                for held in self._inflight.values():
+                    if held.slot is slot:
+                        waiting = [
+                            i for i in held.items if not i.started and i.request_id not in held.aborted
+                        ]
+                        held.items = [i for i in held.items if i not in waiting]
                         requeue.extend(waiting)
                 for item in requeue:
                     item.dispatched = None

@@ -162,24 +162,14 @@ def choose_batching(requested: str, pipelines: dict[str, object]) -> BatchingMod
             continue
         cls = type(pipeline).__name__
         if cls not in STEP_BATCHING_PIPELINES:
-            return BatchingMode(
-                "request", None, f"{cls} ({task}) is not a family omni decomposes into steps"
-            )
+            return BatchingMode("request", None, f"{cls} ({task}) is not a family omni decomposes into steps")
         found = next((n for n in DENOISER_ATTRIBUTES if getattr(pipeline, n, None) is not None), None)
         if found is None:
             return BatchingMode("request", None, f"{cls} has no unet or transformer to batch by step")
         names.add(found)
     if len(names) != 1:
-        return BatchingMode("request", None, f"the model's pipelines disagree on their denoiser: {sorted(names)}")
+        return BatchingMode(
+            "request", None, f"the model's pipelines disagree on their denoiser: {sorted(names)}"
+        )
     denoiser = names.pop()
     return BatchingMode("step", denoiser, f"every task's pipeline batches by step through its {denoiser}")
-
-
-def guided_rows(images: int, guidance_scale: object) -> int:
-    """Denoiser rows a request is expected to take: two per image under classifier-free guidance.
-
-    An estimate for admission only (a distilled-guidance model such as Flux uses one row);
-    the loop counts the rows of the request's first forward from then on.
-    """
-    guided = isinstance(guidance_scale, (int, float)) and guidance_scale > 1.0
-    return images * (2 if guided else 1)

@@ -12,6 +12,7 @@ Ascend), so it is measured where it runs.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -49,7 +50,9 @@ class Calibration:
         }
 
 
-def calibrate(module: Any, recorded: dict[str, Any], sample_name: str, max_rows: int, device: str) -> Calibration:
+def calibrate(
+    module: Any, recorded: dict[str, Any], sample_name: str, max_rows: int, device: str
+) -> Calibration:
     """Time ``module`` on ``recorded`` replicated to more rows; the cap where growth stops paying."""
     import torch
 
@@ -64,7 +67,7 @@ def calibrate(module: Any, recorded: dict[str, Any], sample_name: str, max_rows:
     while copies * base <= max_rows:
         rows = copies * base
         arguments = merge_arguments([call] * copies)
-        seconds = _median_seconds(lambda: module(**arguments), cuda)
+        seconds = _median_seconds(functools.partial(module, **arguments), cuda)
         if cuda:
             peaks[rows] = int(torch.cuda.max_memory_allocated())
         timings[rows] = seconds

@@ -115,9 +115,7 @@ def _is_per_row(value: Any, rows: int, name: str) -> bool:
 def merge_arguments(calls: Sequence[DenoiserCall]) -> dict[str, Any]:
     """One forward's arguments for every row of ``calls`` (which share a key), in order."""
     rows = [call.rows for call in calls]
-    return {
-        name: _merge([call.arguments[name] for call in calls], rows, name) for name in calls[0].arguments
-    }
+    return {name: _merge([call.arguments[name] for call in calls], rows, name) for name in calls[0].arguments}
 
 
 def _merge(values: list[Any], rows: list[int], name: str) -> Any:
@@ -167,8 +165,9 @@ def split_output(output: Any, rows: Sequence[int]) -> list[Any]:
     if isinstance(output, tuple):
         pieces = [cut(value) for value in output]
         return [tuple(piece[i] for piece in pieces) for i in range(len(rows))]
-    if dataclasses.is_dataclass(output):
+    if dataclasses.is_dataclass(output) and not isinstance(output, type):
         names = [f.name for f in dataclasses.fields(output)]
-        pieces = {name: cut(getattr(output, name)) for name in names}
-        return [type(output)(**{name: pieces[name][i] for name in names}) for i in range(len(rows))]
+        fields = {name: cut(getattr(output, name)) for name in names}
+        kind: Any = type(output)
+        return [kind(**{name: fields[name][i] for name in names}) for i in range(len(rows))]
     raise TypeError(f"cannot split a denoiser output of type {type(output).__name__} by rows")

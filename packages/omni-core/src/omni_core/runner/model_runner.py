@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import logging
@@ -12,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -24,7 +25,6 @@ from omni_core.runner.batching import (
     BatchingMode,
     PlannedRequest,
     choose_batching,
-    guided_rows,
     plan_batches,
     task_of,
 )
@@ -177,7 +177,9 @@ class DiffusionModelRunner:
         finally:
             batcher.on_forward = None
         if not recorded:
-            return Calibration(self.config.max_batch_size, why="the pipeline made no denoiser call to measure")
+            return Calibration(
+                self.config.max_batch_size, why="the pipeline made no denoiser call to measure"
+            )
         denoiser = getattr(self.pipeline, batcher.denoiser_name)
         sample_name = next(iter(inspect.signature(denoiser.forward).parameters))
         result = calibrate(denoiser, recorded[0], sample_name, self.config.max_batch_size, self.device)
@@ -193,7 +195,7 @@ class DiffusionModelRunner:
         return side, side
 
     def _activate_group(self, group: object) -> None:
-        lora, scale = group  # type: ignore[misc]
+        lora, scale = cast("tuple[str | None, float | None]", group)
         self.loras.activate(self.pipeline, lora, scale)
 
     def _torch_dtype(self, torch: Any) -> Any:
@@ -376,11 +378,16 @@ class DiffusionModelRunner:
                 guidance = self._pipeline_set().defaults[task].get("guidance_scale")
             batcher.submit(
                 planned,
-                lambda pipeline, planned=planned: self._run_batch([planned], on_step, pipeline)[0],
+                functools.partial(self._run_one, planned, on_step),
                 deliver,
                 group=(planned.request.lora, planned.request.lora_scale),
-                rows=guided_rows(planned.num_images, guidance),
+                guided=isinstance(guidance, (int, float)) and guidance > 1.0,
             )
+
+    def _run_one(
+        self, planned: PlannedRequest, on_step: StepCallback | None, pipeline: Any
+    ) -> DiffusionOutput:
+        return self._run_batch([planned], on_step, pipeline)[0]
 
     def _execute_by_step(
         self, requests: Sequence[OmniDiffusionRequest], on_step: StepCallback | None

@@ -141,7 +141,7 @@ class Admission:
     body: RunRequest
     deliver: Deliver
     group: object
-    rows: int
+    guided: bool
     enqueued: float = field(default_factory=time.perf_counter)
 
 
@@ -181,6 +181,9 @@ class StepBatcher:
         self._closed: str | None = None
         self._thread: threading.Thread | None = None
         self._current_group: object = object()
+        self._rows_per_image = {True: 2, False: 1}
+        """Denoiser rows per image with and without guidance: learnt from each request's first
+        forward (Flux's distilled guidance takes one row, SD's classifier-free guidance two)."""
         self.stats = StepStats()
         self.on_forward: Callable[[dict[str, Any]], None] | None = None
         """Sees every merged forward's arguments (calibration records one)."""
@@ -188,16 +191,17 @@ class StepBatcher:
     # ------------------------------------------------------------- callers
 
     def submit(
-        self, planned: PlannedRequest, body: RunRequest, deliver: Deliver, *, group: object, rows: int
+        self, planned: PlannedRequest, body: RunRequest, deliver: Deliver, *, group: object, guided: bool
     ) -> None:
         """Queue a validated request: ``body(pipeline)`` runs it in its pipeline copy, ``deliver``
-        gets its output (on the driver thread); ``group`` is its model state, ``rows`` its estimate."""
+        gets its output (on the driver thread); ``group`` is its model state; ``guided`` whether
+        it asks for classifier-free guidance (two rows per image in most families)."""
         with self._cond:
             if self._closed is not None:
                 closed = self._closed
             else:
                 closed = None
-                self._waiting.append(Admission(planned, body, deliver, group, rows))
+                self._waiting.append(Admission(planned, body, deliver, group, guided))
                 if self._thread is None:
                     self._thread = threading.Thread(target=self._loop, name="omni-step-driver", daemon=True)
                     self._thread.start()
@@ -253,7 +257,7 @@ class StepBatcher:
             try:
                 self._admit()
                 self._round()
-            except BaseException:  # noqa: BLE001 - never leave requests waiting on a dead driver
+            except BaseException:
                 logger.exception("step batching driver failed; failing its requests")
                 self._fail_everything()
                 raise
@@ -283,18 +287,21 @@ class StepBatcher:
                     return
                 in_flight = sum(run.rows for run in self._running)
                 head = self._waiting[0]
-                if self._running and in_flight + head.rows > self.cap_rows:
+                rows = head.planned.num_images * self._rows_per_image[head.guided]
+                if self._running and in_flight + rows > self.cap_rows:
                     return
                 self._waiting.popleft()
-            run = RequestRun(head.planned, head.deliver, head.group, head.rows)
+            run = RequestRun(head.planned, head.deliver, head.group, rows)
             pipeline = self._request_pipeline(head.planned, run)
             self._make_current(run.group)
             run.start(functools.partial(head.body, pipeline))
             if run.finished:
                 self._finish(run)
-            else:
-                with self._cond:
-                    self._running.append(run)
+                continue
+            if run.pending is not None:
+                self._rows_per_image[head.guided] = max(1, run.pending.rows // head.planned.num_images)
+            with self._cond:
+                self._running.append(run)
 
     def _request_pipeline(self, planned: PlannedRequest, run: RequestRun) -> Any:
         """A shallow copy of the pipeline with its own scheduler and the denoiser stand-in."""
@@ -308,7 +315,11 @@ class StepBatcher:
         """Every parked request makes one step: one forward per group of mergeable calls."""
         with self._cond:
             runs = list(self._running)
-            cancels = {run.request_id: self._cancel.pop(run.request_id) for run in runs if run.request_id in self._cancel}
+            cancels = {
+                run.request_id: self._cancel.pop(run.request_id)
+                for run in runs
+                if run.request_id in self._cancel
+            }
         for run in runs:
             if run.request_id in cancels and run.pending is not None:
                 run.cancelled = cancels[run.request_id]
@@ -344,7 +355,9 @@ class StepBatcher:
             pieces = split_output(output, [call.rows for call in calls])
         except Exception as exc:  # noqa: BLE001 - find the culprit: each call alone
             if len(batch) > 1:
-                logger.warning("a merged forward of %d requests failed (%s); running them one by one", len(batch), exc)
+                logger.warning(
+                    "a merged forward of %d requests failed (%s); running them one by one", len(batch), exc
+                )
                 for run in batch:
                     self._forward([run])
                 return
@@ -376,7 +389,7 @@ class StepBatcher:
             run.output.timings["batch_images"] = float(run.shared_images)
         try:
             run.deliver(run.output)
-        except Exception:  # noqa: BLE001 - a consumer's bug must not stop the loop
+        except Exception:
             logger.exception("delivering the output of %s failed", run.request_id)
 
 
