@@ -67,7 +67,7 @@ def engine_for(model: Path | str, **config: Any) -> DiffusionEngine:
 def sd_engine(tiny_model: Path, tiny_lora: Path) -> Iterator[DiffusionEngine]:
     # A fixed cap (the measured one depends on the machine's load): room for every test's rows.
     loras = {"sketch": str(tiny_lora)}
-    with engine_for(tiny_model, loras=loras, max_batch_size=16, calibrate_batch_cap=False) as engine:
+    with engine_for(tiny_model, loras=loras, max_batch_size=8, calibrate_batch_cap=False) as engine:
         yield engine
 
 
@@ -251,7 +251,7 @@ def test_describe_reports_the_mode_and_the_measured_cap(tiny_model: Path) -> Non
         info = engine.collective_rpc("describe")[0]["batching"]
     assert info["mode"] == "step"
     calibration = info["calibration"]
-    assert 1 <= info["cap_rows"] <= 16
+    assert 1 <= info["cap_rows"] <= 32  # 16 guided images
     assert calibration["cap_rows"] == info["cap_rows"]
     assert calibration["step_seconds"]  # measured at load, by rows
     assert all(seconds > 0 for seconds in calibration["step_seconds"].values())

@@ -56,14 +56,15 @@ class OmniDiffusionConfig:
     executor_options: dict[str, Any] = field(default_factory=dict)
 
     max_batch_size: int = 8
-    """The most one batch may hold: in step mode denoiser rows (a guided image is two), the upper
-    bound of the measured cap; in request mode images per pipeline call."""
+    """Images one batch may hold. Request mode: per pipeline call. Step mode: the upper bound of
+    the measured cap, which counts denoiser rows (a guided image is two, so up to twice this)."""
     batching: str = "step"
     """``"step"``: requests join and leave the running batch at every denoising step, where the
     model's family supports it (else request mode); ``"request"``: one pipeline call per batch of
     requests that agree on size, steps, guidance and conditioning. See docs/batching.md."""
     calibrate_batch_cap: bool = True
-    """Step mode: measure at load how many rows still add throughput (else the cap is max_batch_size)."""
+    """Step mode: measure at load how many rows still add throughput (else the cap is the bound,
+    ``2 x max_batch_size`` rows)."""
     max_queued_requests: int | None = None
     """Requests an executor queues before it refuses more with ``OverloadedError``; ``None``: no cap."""
     request_timeout: float | None = None

@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 MIN_GAIN = 1.10
 """Doubling the rows must add this much throughput to be worth the added latency."""
-REPEATS = 3
+REPEATS = 5
 MAX_FORWARD_SECONDS = 2.0
 """A forward slower than this stops the measurement (a big model on a CPU)."""
 MEMORY_HEADROOM = 0.8
@@ -37,7 +37,7 @@ class Calibration:
 
     cap_rows: int
     step_seconds: dict[int, float] = field(default_factory=dict)
-    """Median seconds of one forward by rows."""
+    """Fastest of :data:`REPEATS` forwards by rows (the least disturbed by other work)."""
     bytes_per_row: float | None = None
     why: str = ""
 
@@ -67,7 +67,7 @@ def calibrate(
     while copies * base <= max_rows:
         rows = copies * base
         arguments = merge_arguments([call] * copies)
-        seconds = _median_seconds(functools.partial(module, **arguments), cuda)
+        seconds = _best_seconds(functools.partial(module, **arguments), cuda)
         if cuda:
             peaks[rows] = int(torch.cuda.max_memory_allocated())
         timings[rows] = seconds
@@ -94,7 +94,7 @@ def calibrate(
     return Calibration(max(1, cap), timings, bytes_per_row, why)
 
 
-def _median_seconds(run: Callable[[], Any], cuda: bool) -> float:
+def _best_seconds(run: Callable[[], Any], cuda: bool) -> float:
     import torch
 
     samples = []
@@ -108,4 +108,4 @@ def _median_seconds(run: Callable[[], Any], cuda: bool) -> float:
             if cuda:
                 torch.cuda.synchronize()
             samples.append(time.perf_counter() - started)
-    return sorted(samples)[len(samples) // 2]
+    return min(samples)

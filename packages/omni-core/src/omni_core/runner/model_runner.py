@@ -155,13 +155,13 @@ class DiffusionModelRunner:
             denoiser_name=self.batching.denoiser,
             pipeline_for=lambda planned: pipelines.for_task(task_of(planned.request)),
             activate=self._activate_group,
-            cap_rows=self.config.max_batch_size,
+            cap_rows=self.max_step_rows,
         )
         if self.config.calibrate_batch_cap:
             self.calibration = self._calibrate(self.step_batcher)
             self.step_batcher.cap_rows = self.calibration.cap_rows
         else:
-            self.calibration = Calibration(self.config.max_batch_size, why="calibrate_batch_cap is off")
+            self.calibration = Calibration(self.max_step_rows, why="calibrate_batch_cap is off")
 
     def _calibrate(self, batcher: StepBatcher) -> Calibration:
         recorded: list[dict[str, Any]] = []
@@ -177,14 +177,18 @@ class DiffusionModelRunner:
         finally:
             batcher.on_forward = None
         if not recorded:
-            return Calibration(
-                self.config.max_batch_size, why="the pipeline made no denoiser call to measure"
-            )
+            return Calibration(self.max_step_rows, why="the pipeline made no denoiser call to measure")
         denoiser = getattr(self.pipeline, batcher.denoiser_name)
         sample_name = next(iter(inspect.signature(denoiser.forward).parameters))
-        result = calibrate(denoiser, recorded[0], sample_name, self.config.max_batch_size, self.device)
+        result = calibrate(denoiser, recorded[0], sample_name, self.max_step_rows, self.device)
         logger.info("step batching cap: %d rows (%s)", result.cap_rows, result.why)
         return result
+
+    @property
+    def max_step_rows(self) -> int:
+        """The most denoiser rows one step may hold: ``max_batch_size`` guided images (two rows
+        each), so step mode can always batch as many images as request mode would."""
+        return 2 * self.config.max_batch_size
 
     def _calibration_size(self) -> tuple[int | None, int | None]:
         """The served default size, or the largest square under ``max_image_pixels`` below it."""

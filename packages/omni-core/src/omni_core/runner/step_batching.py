@@ -151,6 +151,8 @@ class StepStats:
 
     forwards: int = 0
     rows: int = 0
+    forward_seconds: float = 0.0
+    """Time in merged denoiser forwards (the rest of a round is each request's own code)."""
     rounds: int = 0
     max_rows: int = 0
 
@@ -350,8 +352,10 @@ class StepBatcher:
             arguments = merge_arguments(calls)
             if self.on_forward is not None:
                 self.on_forward(arguments)
+            started = time.perf_counter()
             with torch.inference_mode():
                 output = module(**arguments)
+            self.stats.forward_seconds += time.perf_counter() - started
             pieces = split_output(output, [call.rows for call in calls])
         except Exception as exc:  # noqa: BLE001 - find the culprit: each call alone
             if len(batch) > 1:
