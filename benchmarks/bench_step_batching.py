@@ -28,7 +28,7 @@ from pathlib import Path
 from _plot import save_bars, save_lines
 from _targets import verdict
 
-from omni_core import DiffusionEngine, OmniDiffusionConfig, OmniDiffusionRequest, ProgressEvent
+from omni_core import DiffusionEngine, OmniDiffusionConfig, OmniDiffusionRequest
 from omni_core.models.tiny import build_tiny_pipeline
 
 SIZE = 128
