@@ -276,3 +276,31 @@ def test_only_decomposed_families_batch_by_step() -> None:
 def test_batching_must_be_a_known_mode() -> None:
     with pytest.raises(ValueError, match="batching 'steps' is not a mode; use one of step, request"):
         OmniDiffusionConfig(batching="steps")
+
+
+@pytest.mark.parametrize("family", ["sdxl", "sd3", "pixart"])
+def test_other_families_join_mid_way_and_match_their_pipeline(
+    family: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from omni_core.models.tiny_families import BUILDERS
+
+    model = BUILDERS[family](tmp_path_factory.mktemp("models") / family)
+    long = OmniDiffusionRequest("long", seed=1, height=64, width=64, num_inference_steps=16)
+    joiners = [
+        OmniDiffusionRequest("short", seed=2, height=64, width=64, num_inference_steps=3, guidance_scale=2.0)
+    ]
+    if family != "pixart":  # diffusers derives no image-to-image pipeline for PixArt
+        joiners.append(OmniDiffusionRequest("edit", seed=3, image=IMAGE, strength=0.7, num_inference_steps=4))
+    with engine_for(model, calibrate_batch_cap=False) as engine:
+        assert engine.collective_rpc("describe")[0]["batching"]["mode"] == "step"
+        steps = Steps(engine)
+        try:
+            long_future = engine.submit(long)
+            steps.wait_for(long.request_id, 2)
+            joined = [result(engine.submit(r)).raise_for_error() for r in joiners]
+            long_output = result(long_future).raise_for_error()
+        finally:
+            steps.remove()
+    assert all(o.timings["batch_rows"] == 4 for o in joined)  # beside the long request's two rows
+    for request, output in zip((long, *joiners), (long_output, *joined), strict=True):
+        assert within_tolerance(output.output[0], direct(model, request)), request.prompt

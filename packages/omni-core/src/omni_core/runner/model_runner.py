@@ -380,12 +380,18 @@ class DiffusionModelRunner:
             guidance = planned.guidance_scale
             if guidance is None:
                 guidance = self._pipeline_set().defaults[task].get("guidance_scale")
+            forward_progress = None
+            if on_step is not None and "callback_on_step_end" not in self._pipeline_set().arguments[task]:
+                # PixArt and other older pipelines: one denoiser forward is one step.
+                request_ids, total = [planned.request.request_id], planned.num_inference_steps or 0
+                forward_progress = functools.partial(_report_forward, on_step, request_ids, total)
             batcher.submit(
                 planned,
                 functools.partial(self._run_one, planned, on_step),
                 deliver,
                 group=(planned.request.lora, planned.request.lora_scale),
                 guided=isinstance(guidance, (int, float)) and guidance > 1.0,
+                on_forward=forward_progress,
             )
 
     def _run_one(
@@ -536,6 +542,10 @@ class DiffusionModelRunner:
             )
             row += count
         return outputs
+
+
+def _report_forward(on_step: StepCallback, request_ids: list[str], total: int, forwards: int) -> None:
+    on_step(request_ids, forwards, max(total, forwards))
 
 
 def check_denoising_steps(request: OmniDiffusionRequest, steps: int | None, defaults: dict[str, Any]) -> None:

@@ -80,6 +80,8 @@ class RequestRun:
     deliver: Deliver
     group: object
     rows_estimate: int
+    on_forward: Callable[[int], None] | None = None
+    """Progress for a pipeline without ``callback_on_step_end``: called with the forwards done."""
     pending: DenoiserCall | None = None
     output: DiffusionOutput | None = None
     cancelled: BaseException | None = None
@@ -125,9 +127,11 @@ class RequestRun:
         self._back.release()
         self._go.acquire()
         self.pending = None
-        self.steps += 1
         if call.error is not None:
             raise call.error
+        self.steps += 1
+        if self.on_forward is not None:
+            self.on_forward(self.steps)
         return call.result
 
     @property
@@ -142,6 +146,7 @@ class Admission:
     deliver: Deliver
     group: object
     guided: bool
+    on_forward: Callable[[int], None] | None
     enqueued: float = field(default_factory=time.perf_counter)
 
 
@@ -193,17 +198,25 @@ class StepBatcher:
     # ------------------------------------------------------------- callers
 
     def submit(
-        self, planned: PlannedRequest, body: RunRequest, deliver: Deliver, *, group: object, guided: bool
+        self,
+        planned: PlannedRequest,
+        body: RunRequest,
+        deliver: Deliver,
+        *,
+        group: object,
+        guided: bool,
+        on_forward: Callable[[int], None] | None = None,
     ) -> None:
         """Queue a validated request: ``body(pipeline)`` runs it in its pipeline copy, ``deliver``
         gets its output (on the driver thread); ``group`` is its model state; ``guided`` whether
-        it asks for classifier-free guidance (two rows per image in most families)."""
+        it asks for classifier-free guidance (two rows per image in most families); ``on_forward``
+        reports progress where the pipeline has no step callback of its own."""
         with self._cond:
             if self._closed is not None:
                 closed = self._closed
             else:
                 closed = None
-                self._waiting.append(Admission(planned, body, deliver, group, guided))
+                self._waiting.append(Admission(planned, body, deliver, group, guided, on_forward))
                 if self._thread is None:
                     self._thread = threading.Thread(target=self._loop, name="omni-step-driver", daemon=True)
                     self._thread.start()
@@ -293,7 +306,7 @@ class StepBatcher:
                 if self._running and in_flight + rows > self.cap_rows:
                     return
                 self._waiting.popleft()
-            run = RequestRun(head.planned, head.deliver, head.group, rows)
+            run = RequestRun(head.planned, head.deliver, head.group, rows, head.on_forward)
             pipeline = self._request_pipeline(head.planned, run)
             self._make_current(run.group)
             run.start(functools.partial(head.body, pipeline))
