@@ -165,3 +165,8 @@ def test_metrics_count_requests_errors_latency_and_queue(server: ServerProcess) 
     assert "omni_http_request_latency_seconds_bucket" in text
     assert "omni_queue_depth 0.0" in text
     assert 'omni_http_errors_total{type="invalid_request_error"}' in text
+    # The model's batching: step mode, its measured cap and the step times it was chosen from.
+    assert 'omni_batching_step_mode{worker="0"} 1.0' in text
+    cap = value(text, 'omni_batch_cap_rows{worker="0"}')
+    assert cap >= 1
+    assert 'omni_step_seconds{worker="0",rows="' in text
