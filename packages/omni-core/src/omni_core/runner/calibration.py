@@ -63,7 +63,7 @@ def calibrate(
     peaks: dict[int, int] = {}
     copies = 1
     cap = min(base, max_rows)
-    why = f"max_batch_size={max_rows} rows"
+    why = f"reached the bound of {max_rows} rows (2 x max_batch_size)"
     while copies * base <= max_rows:
         rows = copies * base
         arguments = merge_arguments([call] * copies)
