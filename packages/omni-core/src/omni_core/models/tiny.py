@@ -42,6 +42,22 @@ def tiny_vae(**config: object) -> Any:
     )
 
 
+def tiny_t5(vocab_size: int, width: int) -> Any:
+    """A two-layer T5 encoder of ``width`` (Flux's and SD3's second/third text encoder, PixArt's only)."""
+    from transformers import T5Config, T5EncoderModel
+
+    config = T5Config(
+        vocab_size=vocab_size,
+        d_model=width,
+        d_kv=8,
+        d_ff=2 * width,
+        num_layers=2,
+        num_heads=4,
+        relative_attention_num_buckets=8,
+    )
+    return T5EncoderModel(config)
+
+
 def build_tiny_pipeline(directory: str | Path, *, seed: int = 0) -> Path:
     """Build the tiny pipeline and ``save_pretrained`` it into ``directory``; returns it."""
     import torch

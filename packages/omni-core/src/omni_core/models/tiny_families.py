@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from omni_core.models.tiny import tiny_vae
+from omni_core.models.tiny import tiny_t5, tiny_vae
 from omni_core.models.tokenizer import (
     MODEL_MAX_LENGTH,
     byte_level_clip_text_encoder,
@@ -35,22 +35,6 @@ def _seeded(seed: int) -> Iterator[None]:
         yield
     finally:
         torch.random.set_rng_state(state)
-
-
-def _tiny_t5(vocab_size: int, width: int) -> Any:
-    """A two-layer T5 encoder (PixArt's text encoder, SD3's third)."""
-    from transformers import T5Config, T5EncoderModel
-
-    config = T5Config(
-        vocab_size=vocab_size,
-        d_model=width,
-        d_kv=8,
-        d_ff=2 * width,
-        num_layers=2,
-        num_heads=4,
-        relative_attention_num_buckets=8,
-    )
-    return T5EncoderModel(config)
 
 
 def _clip_with_projection() -> Any:
@@ -121,7 +105,7 @@ def build_tiny_sd3_pipeline(directory: str | Path, *, seed: int = 0) -> Path:
     with _seeded(seed):
         text_encoder = _clip_with_projection()
         text_encoder_2 = _clip_with_projection()
-        text_encoder_3 = _tiny_t5(vocab_size, 64)
+        text_encoder_3 = tiny_t5(vocab_size, 64)
         transformer = SD3Transformer2DModel(
             sample_size=8,
             patch_size=1,
@@ -165,7 +149,7 @@ def build_tiny_pixart_pipeline(directory: str | Path, *, seed: int = 0) -> Path:
     vocab_size = write_character_t5_tokenizer(target / "tokenizer")
     tokenizer = T5TokenizerFast.from_pretrained(target / "tokenizer")
     with _seeded(seed):
-        text_encoder = _tiny_t5(vocab_size, 32)
+        text_encoder = tiny_t5(vocab_size, 32)
         transformer = PixArtTransformer2DModel(
             sample_size=32,
             num_layers=1,

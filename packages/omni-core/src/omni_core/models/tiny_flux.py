@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from omni_core.models.tiny import tiny_vae
+from omni_core.models.tiny import tiny_t5, tiny_vae
 from omni_core.models.tokenizer import (
     MODEL_MAX_LENGTH,
     byte_level_clip_text_encoder,
@@ -25,7 +25,7 @@ def build_tiny_flux_pipeline(directory: str | Path, *, seed: int = 0) -> Path:
     """Build the tiny Flux pipeline and ``save_pretrained`` it into ``directory``; returns it."""
     import torch
     from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
-    from transformers import CLIPTokenizer, T5Config, T5EncoderModel, T5TokenizerFast
+    from transformers import CLIPTokenizer, T5TokenizerFast
 
     target = Path(directory)
     target.mkdir(parents=True, exist_ok=True)
@@ -38,17 +38,7 @@ def build_tiny_flux_pipeline(directory: str | Path, *, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     try:
         text_encoder = byte_level_clip_text_encoder()
-        text_encoder_2 = T5EncoderModel(
-            T5Config(
-                vocab_size=t5_vocab_size,
-                d_model=32,
-                d_kv=8,
-                d_ff=64,
-                num_layers=2,
-                num_heads=4,
-                relative_attention_num_buckets=8,
-            )
-        )
+        text_encoder_2 = tiny_t5(t5_vocab_size, 32)
         transformer = FluxTransformer2DModel(
             patch_size=1,
             in_channels=16,  # Flux packs 2x2 patches of the VAE's 4 latent channels
