@@ -169,4 +169,8 @@ def test_metrics_count_requests_errors_latency_and_queue(server: ServerProcess) 
     assert 'omni_batching_step_mode{worker="0"} 1.0' in text
     cap = value(text, 'omni_batch_cap_rows{worker="0"}')
     assert cap >= 1
-    assert 'omni_step_seconds{worker="0",rows="' in text
+    step_lines = [line for line in text.splitlines() if line.startswith("omni_step_seconds{")]
+    assert step_lines
+    assert all(
+        'worker="0"' in line and 'rows="' in line and float(line.split()[-1]) > 0 for line in step_lines
+    )
