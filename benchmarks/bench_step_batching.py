@@ -2,8 +2,8 @@
 
 1. Head of line: a 4-step request submitted 0.3 s after a 60-step one; its latency
    against its solo time. Target (step mode): at most 2x (request mode: it waits).
-2. Mixed traffic: 24 requests with steps {4, 8, 16, 30} and guidance {1.5, 4.0, 7.5}
-   against 24 that share one key, per denoising step (the totals differ slightly).
+2. Mixed traffic: 16 requests (48 with --full) with steps {4, 8, 16, 30} and guidance {1.5, 4.0, 7.5}
+   against as many that share one key, per denoising step (the totals differ slightly).
    Target (step mode): mixed at most 1.2x uniform.
 3. Open-loop Poisson arrivals of mixed requests at 50/80/95 % of the capacity measured
    in (2): p50/p99 latency and throughput per mode. Target: step-mode p50 at 80 % at
@@ -149,7 +149,7 @@ def main() -> None:
     parser.add_argument("--full", action="store_true")
     parser.add_argument("--plot-dir", default=None, help="write PNG charts here")
     args = parser.parse_args()
-    count = 48 if args.full else 24
+    count = 48 if args.full else 16
     loads = (0.5, 0.8, 0.95)
     with tempfile.TemporaryDirectory() as tmp:
         model = build_tiny_pipeline(Path(tmp) / "tiny")
@@ -171,7 +171,7 @@ def main() -> None:
                 }
                 if mode == "step":
                     step_capacity = capacity
-                    ratios = no_regression(model, eng, (64, 256, 512), 5 if args.full else 2)
+                    ratios = no_regression(model, eng, (64, 256, 512), 5 if args.full else 1)
                 # Both modes get the same arrival rates: fractions of step mode's capacity.
                 results[mode]["poisson"] = [
                     poisson(eng, load * step_capacity, count, seed=int(load * 100)) for load in loads

@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 MIN_GAIN = 1.10
 """Doubling the rows must add this much throughput to be worth the added latency."""
-REPEATS = 5
+REPEATS = 3
 MAX_FORWARD_SECONDS = 2.0
 """A forward slower than this stops the measurement (a big model on a CPU)."""
 MEMORY_HEADROOM = 0.8
@@ -95,11 +95,13 @@ def calibrate(
 
 
 def _best_seconds(run: Callable[[], Any], cuda: bool) -> float:
+    """Fastest of :data:`REPEATS` runs after one warm-up (allocator, kernels): every engine and
+    worker pays this at load, so it is kept to a few forwards per size."""
     import torch
 
     samples = []
     with torch.inference_mode():
-        run()  # warm-up: allocator, kernels
+        run()
         for _ in range(REPEATS):
             if cuda:
                 torch.cuda.synchronize()
