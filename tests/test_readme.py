@@ -42,3 +42,19 @@ def test_readme_python_snippet_runs_unchanged(tmp_path: Path, how: str) -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "(64, 64, 3) (64, 64, 3)"
+
+
+def test_readme_says_how_to_run_the_snippet_and_that_command_runs_it(tmp_path: Path) -> None:
+    """The line the README gives for running ``snippet.py``, run as a shell command in a folder
+    whose ``.venv`` is an environment with omni installed (as command 1 leaves one)."""
+    commands = readme_section("commands")
+    assert "python3 -m venv .venv" in commands.splitlines()[1]  # command 1 makes the .venv it names
+    run_line = readme_section("python-api-run").strip()
+    assert run_line.startswith(".venv/bin/python snippet.py")
+    (tmp_path / "snippet.py").write_text(readme_section("python-api"))
+    (tmp_path / ".venv").symlink_to(sys.prefix, target_is_directory=True)
+    done = subprocess.run(
+        ["bash", "-c", run_line], cwd=tmp_path, capture_output=True, text=True, timeout=240, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "(64, 64, 3) (64, 64, 3)"
