@@ -23,7 +23,10 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from _plot import save_bars, save_lines
 from _targets import verdict
@@ -144,6 +147,36 @@ def no_regression(
     return ratios
 
 
+@dataclass
+class ModeFigures:
+    """One batching mode's results, measured on one engine."""
+
+    info: dict[str, Any]
+    solo: float
+    behind: float
+    mixed: float
+    uniform: float
+    capacity: float
+    poisson: list[tuple[float, float, float]] = field(default_factory=list)
+
+    @property
+    def head_of_line(self) -> float:
+        return self.behind / self.solo
+
+    @property
+    def mixed_ratio(self) -> float:
+        return self.mixed / self.uniform
+
+
+def report(mode: str, text: str, ratio: float, target: float | None, better: str = "<=") -> None:
+    """One result line; the target (step mode's) and whether it was met, where it has one."""
+    goal = ""
+    if target is not None:
+        met = ratio <= target if better == "<=" else ratio >= target
+        goal = f" (target {better} {target:g}x: {verdict(met)})"
+    print(f"   {mode:7s} {text}: {ratio:.2f}x{goal}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true")
@@ -154,70 +187,52 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model = build_tiny_pipeline(Path(tmp) / "tiny")
         print(f"step batching benchmarks: tiny SD at {SIZE}x{SIZE}, inproc, 2 threads")
-        results: dict[str, dict[str, object]] = {}
+        results: dict[str, ModeFigures] = {}
         for mode in ("step", "request"):
             with engine(model, mode) as eng:
                 info = eng.collective_rpc("describe")[0]["batching"]
-                solo, behind = head_of_line(eng)
-                mixed_step, uniform_step, capacity = mixed_vs_uniform(eng, count)
-                results[mode] = {
-                    "info": info,
-                    "solo": solo,
-                    "behind": behind,
-                    "mixed": mixed_step,
-                    "uniform": uniform_step,
-                    "capacity": capacity,
-                    "eng": None,
-                }
+                figures = ModeFigures(info, *head_of_line(eng), *mixed_vs_uniform(eng, count))
+                results[mode] = figures
                 if mode == "step":
-                    step_capacity = capacity
-                    ratios = no_regression(model, eng, (64, 256, 512), 5 if args.full else 1)
+                    step_capacity = figures.capacity
+                    ratios = no_regression(model, eng, (64, 256, 512), 5 if args.full else 3)
                 # Both modes get the same arrival rates: fractions of step mode's capacity.
-                results[mode]["poisson"] = [
+                figures.poisson = [
                     poisson(eng, load * step_capacity, count, seed=int(load * 100)) for load in loads
                 ]
         step, req = results["step"], results["request"]
-        info = step["info"]
-        assert isinstance(info, dict)
-        print(f"   cap: {info['cap_rows']} rows ({info['calibration']['why']})")
-        print(f"   step times at load: {info['calibration']['step_seconds']}")
-        print("1. head of line: a 4-step request 0.3 s into a 60-step one")
-        for mode, figures in results.items():
-            ratio = float(figures["behind"]) / float(figures["solo"])  # type: ignore[arg-type]
-            target = f" (target <= 2x: {verdict(ratio <= 2)})" if mode == "step" else ""
-            print(
-                f"   {mode:7s} solo {float(figures['solo']) * 1e3:6.0f} ms, behind it "  # type: ignore[arg-type]
-                f"{float(figures['behind']) * 1e3:6.0f} ms: {ratio:4.1f}x{target}"  # type: ignore[arg-type]
+        print(f"   cap: {step.info['cap_rows']} rows ({step.info['calibration']['why']})")
+        print(f"   step times at load: {step.info['calibration']['step_seconds']}")
+        print("1. head of line: a 4-step request 0.3 s into a 60-step one, latency / solo")
+        for mode, f in results.items():
+            text = f"solo {f.solo * 1e3:6.0f} ms, behind it {f.behind * 1e3:6.0f} ms"
+            report(mode, text, f.head_of_line, 2.0 if mode == "step" else None)
+        print(f"2. mixed traffic ({count} requests, steps {STEPS}, guidance {GUIDANCE}) / uniform, per step")
+        for mode, f in results.items():
+            text = (
+                f"mixed {f.mixed * 1e3:5.1f} ms/step, uniform {f.uniform * 1e3:5.1f} ms/step, "
+                f"{f.capacity:.1f} req/s"
             )
-        print(f"2. mixed traffic ({count} requests, steps {STEPS}, guidance {GUIDANCE}) vs uniform, per step")
-        for mode, figures in results.items():
-            ratio = float(figures["mixed"]) / float(figures["uniform"])  # type: ignore[arg-type]
-            target = f" (target <= 1.2x: {verdict(ratio <= 1.2)})" if mode == "step" else ""
-            print(
-                f"   {mode:7s} mixed {float(figures['mixed']) * 1e3:5.1f} ms/step, uniform "  # type: ignore[arg-type]
-                f"{float(figures['uniform']) * 1e3:5.1f} ms/step: {ratio:4.2f}x{target}; "  # type: ignore[arg-type]
-                f"mixed capacity {float(figures['capacity']):.1f} req/s"  # type: ignore[arg-type]
-            )
+            report(mode, text, f.mixed_ratio, 1.2 if mode == "step" else None)
         print(f"3. Poisson arrivals of mixed requests at a fraction of step mode's {step_capacity:.1f} req/s")
-        series = {}
-        for mode, figures in results.items():
-            points = figures["poisson"]
-            assert isinstance(points, list)
-            for load, (p50, p99, rate) in zip(loads, points, strict=True):
-                print(
-                    f"   {mode:7s} {load:4.0%} load: p50 {p50 * 1e3:6.0f} ms, p99 {p99 * 1e3:6.0f} ms, "
-                    f"{rate:4.1f} req/s"
-                )
-            series[mode] = ([rate for _, _, rate in points], [p50 for p50, _, _ in points])
-        step_p50 = step["poisson"][1][0]  # type: ignore[index]
-        request_p50 = req["poisson"][1][0]  # type: ignore[index]
-        print(
-            f"   p50 at 80 %: step {step_p50 * 1e3:.0f} ms vs request {request_p50 * 1e3:.0f} ms = "
-            f"{step_p50 / request_p50:.2f}x (target <= 0.5x: {verdict(step_p50 / request_p50 <= 0.5)})"
+        for mode, f in results.items():
+            for load, (p50, p99, rate) in zip(loads, f.poisson, strict=True):
+                latency = f"p50 {p50 * 1e3:6.0f} ms, p99 {p99 * 1e3:6.0f} ms"
+                print(f"   {mode:7s} {load:4.0%} load: {latency}, {rate:4.1f} req/s")
+        step_p50, request_p50 = step.poisson[1][0], req.poisson[1][0]
+        report(
+            "step",
+            f"p50 at 80 % {step_p50 * 1e3:.0f} ms vs request {request_p50 * 1e3:.0f} ms",
+            step_p50 / request_p50,
+            0.5,
         )
         print("4. one request at a time: the pipeline's own call time / step mode's time")
         for size, ratio in ratios.items():
-            print(f"   {size}x{size}: {ratio:.3f} (target >= 0.98: {verdict(ratio >= 0.98)})")
+            report("step", f"{size}x{size}", ratio, 0.98, better=">=")
+        series: dict[str, tuple[Sequence[float], Sequence[float]]] = {
+            mode: ([rate for *_, rate in f.poisson], [p50 for p50, *_ in f.poisson])
+            for mode, f in results.items()
+        }
         save_lines(
             args.plot_dir,
             "step_batching_poisson",
@@ -231,7 +246,7 @@ def main() -> None:
             "step_batching_head_of_line",
             "A 4-step request behind a 60-step one: latency / solo",
             list(results),
-            [float(f["behind"]) / float(f["solo"]) for f in results.values()],  # type: ignore[arg-type]
+            [f.head_of_line for f in results.values()],
             "latency / solo time",
         )
 

@@ -19,8 +19,8 @@ from omni_core.models.tiny import tiny_t5, tiny_vae
 from omni_core.models.tokenizer import (
     MODEL_MAX_LENGTH,
     byte_level_clip_text_encoder,
+    character_t5_tokenizer,
     write_byte_level_clip_tokenizer,
-    write_character_t5_tokenizer,
 )
 
 
@@ -96,12 +96,10 @@ def build_tiny_sdxl_pipeline(directory: str | Path, *, seed: int = 0) -> Path:
 def build_tiny_sd3_pipeline(directory: str | Path, *, seed: int = 0) -> Path:
     """SD3: two pooled CLIP encoders and a T5, an MMDiT, flow matching."""
     from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
-    from transformers import T5TokenizerFast
 
     target = Path(directory)
     tokenizer, tokenizer_2 = _clip_tokenizers(target, ("tokenizer", "tokenizer_2"))
-    vocab_size = write_character_t5_tokenizer(target / "tokenizer_3")
-    tokenizer_3 = T5TokenizerFast.from_pretrained(target / "tokenizer_3")
+    tokenizer_3, vocab_size = character_t5_tokenizer(target / "tokenizer_3")
     with _seeded(seed):
         text_encoder = _clip_with_projection()
         text_encoder_2 = _clip_with_projection()
@@ -143,11 +141,9 @@ def build_tiny_pixart_pipeline(directory: str | Path, *, seed: int = 0) -> Path:
     a request of another size is drawn at the nearest bin and resized, as PixArt does.
     """
     from diffusers import DDIMScheduler, PixArtAlphaPipeline, PixArtTransformer2DModel
-    from transformers import T5TokenizerFast
 
     target = Path(directory)
-    vocab_size = write_character_t5_tokenizer(target / "tokenizer")
-    tokenizer = T5TokenizerFast.from_pretrained(target / "tokenizer")
+    tokenizer, vocab_size = character_t5_tokenizer(target / "tokenizer")
     with _seeded(seed):
         text_encoder = tiny_t5(vocab_size, 32)
         transformer = PixArtTransformer2DModel(

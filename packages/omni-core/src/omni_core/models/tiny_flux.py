@@ -16,8 +16,8 @@ from omni_core.models.tiny import tiny_t5, tiny_vae
 from omni_core.models.tokenizer import (
     MODEL_MAX_LENGTH,
     byte_level_clip_text_encoder,
+    character_t5_tokenizer,
     write_byte_level_clip_tokenizer,
-    write_character_t5_tokenizer,
 )
 
 
@@ -25,14 +25,13 @@ def build_tiny_flux_pipeline(directory: str | Path, *, seed: int = 0) -> Path:
     """Build the tiny Flux pipeline and ``save_pretrained`` it into ``directory``; returns it."""
     import torch
     from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
-    from transformers import CLIPTokenizer, T5TokenizerFast
+    from transformers import CLIPTokenizer
 
     target = Path(directory)
     target.mkdir(parents=True, exist_ok=True)
     write_byte_level_clip_tokenizer(target / "tokenizer")
-    t5_vocab_size = write_character_t5_tokenizer(target / "tokenizer_2")
+    tokenizer_2, t5_vocab_size = character_t5_tokenizer(target / "tokenizer_2")
     tokenizer = CLIPTokenizer.from_pretrained(target / "tokenizer", model_max_length=MODEL_MAX_LENGTH)
-    tokenizer_2 = T5TokenizerFast.from_pretrained(target / "tokenizer_2")
 
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)

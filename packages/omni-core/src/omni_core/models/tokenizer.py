@@ -119,3 +119,12 @@ def write_character_t5_tokenizer(directory: Path) -> int:
     pieces += [(chr(code), -2.0) for code in range(ord("!"), ord("~") + 1)]
     T5TokenizerFast(vocab=pieces, extra_ids=0).save_pretrained(directory)
     return len(pieces)
+
+
+def character_t5_tokenizer(directory: Path) -> tuple[Any, int]:
+    """:func:`write_character_t5_tokenizer` into ``directory``, loaded back the way a pipeline's
+    ``from_pretrained`` loads it; returns the tokenizer and its vocabulary size (the T5 encoder's)."""
+    from transformers import T5TokenizerFast
+
+    vocab_size = write_character_t5_tokenizer(directory)
+    return T5TokenizerFast.from_pretrained(directory), vocab_size

@@ -51,9 +51,15 @@ class DenoiserCall:
         return int(self.arguments[self.sample_name].shape[0])
 
 
+_SIGNATURES: dict[type, inspect.Signature] = {}
+"""The forward's signature by denoiser class: read once, not at every step of every request."""
+
+
 def bind_call(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any], group: object) -> DenoiserCall:
     """A :class:`DenoiserCall` for ``module(*args, **kwargs)``."""
-    signature = inspect.signature(module.forward)
+    signature = _SIGNATURES.get(type(module))
+    if signature is None:
+        signature = _SIGNATURES.setdefault(type(module), inspect.signature(module.forward))
     bound = signature.bind_partial(*args, **kwargs)
     arguments = dict(bound.arguments)
     extra = next(
