@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from omni_core.lora import parse_loras
+from omni_core.pipeline_arguments import UNSUPPORTED_ARGUMENTS
 from omni_core.registry import check_executor_spec, resolve_executor_class
 from omni_core.runner.batching import BATCHING_MODES
 from omni_core.validation import DEFAULT_EXTRA_DENIED, RequestLimits
@@ -81,6 +82,7 @@ class OmniDiffusionConfig:
     max_prompt_length: int = RequestLimits.max_prompt_length
     max_guidance_scale: float = RequestLimits.max_guidance_scale
     max_input_images: int = RequestLimits.max_input_images
+    max_lora_scale: float = RequestLimits.max_lora_scale
 
     # What a request may change about the pipeline call.
     extra_allowed: list[str] | None = None
@@ -139,6 +141,13 @@ class OmniDiffusionConfig:
             or not 0 < guidance < math.inf
         ):
             raise ValueError(f"max_guidance_scale must be a number > 0, got {guidance!r}")
+        lora_scale = self.max_lora_scale
+        if (
+            isinstance(lora_scale, bool)
+            or not isinstance(lora_scale, (int, float))
+            or not 0 < lora_scale < math.inf
+        ):
+            raise ValueError(f"max_lora_scale must be a number > 0, got {lora_scale!r}")
         timeout = self.request_timeout
         if timeout is not None and (
             isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
@@ -156,6 +165,12 @@ class OmniDiffusionConfig:
                 isinstance(n, str) for n in names
             ):
                 raise TypeError(f"{name} must be a list of pipeline argument names, got {names!r}")
+        unsupported = sorted(set(self.extra_allowed or ()) & set(UNSUPPORTED_ARGUMENTS))
+        if unsupported:
+            name = unsupported[0]
+            raise ValueError(
+                f"extra_allowed names {name!r}, which omni does not support: {UNSUPPORTED_ARGUMENTS[name]}"
+            )
         self._validate_executor_class()
 
     def _validate_executor_class(self) -> None:

@@ -18,6 +18,18 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+MAX_FIELD_NAME_CHARS = 200
+"""A field name longer than this (only a client's unknown key can be) is cut when echoed back."""
+
+
+def encodable(text: str) -> str:
+    """``text`` with lone surrogates (``"\\ud800"``, valid in a Python str, invalid in UTF-8) escaped.
+
+    Errors echo names and values a client sent; one that cannot be encoded would turn a
+    400 into a 500 at JSON encoding time. Every :class:`OmniError` passes its text here.
+    """
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
 
 class OmniError(Exception):
     """Base class of every error omni raises on purpose.
@@ -30,8 +42,8 @@ class OmniError(Exception):
     default_retryable: ClassVar[bool] = False
 
     def __init__(self, message: str = "", *, field: str | None = None, retryable: bool | None = None) -> None:
-        super().__init__(message)
-        self.field = field
+        super().__init__(encodable(message))
+        self.field = None if field is None else encodable(field)
         self.retryable = self.default_retryable if retryable is None else retryable
 
     @property
@@ -72,8 +84,11 @@ class RequestValidationError(OmniError, ValueError):
     field: str
 
     def __init__(self, field: str, message: str) -> None:
+        field = encodable(field)
+        if len(field) > MAX_FIELD_NAME_CHARS:  # a client-chosen name (an unknown key) echoed back
+            field = field[: MAX_FIELD_NAME_CHARS - 3] + "..."
         super().__init__(f"{field}: {message}", field=field, retryable=False)
-        self.reason = message
+        self.reason = encodable(message)
 
     @classmethod
     def _rebuild(cls, message: str, field: str | None) -> RequestValidationError:

@@ -16,6 +16,7 @@ import numpy.typing as npt
 from PIL import Image
 
 from omni_core.errors import RequestValidationError
+from omni_core.image_structure import check_image_structure
 
 ImageArray = npt.NDArray[np.uint8]
 """An 8-bit image, shape (height, width, channels)."""
@@ -41,22 +42,28 @@ def decode_png(data: bytes) -> ImageArray:
         return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
 
 
-INPUT_IMAGE_FORMATS = frozenset({"PNG", "JPEG", "WEBP"})
-"""What OpenAI's edits endpoint accepts, and all omni decodes from a client."""
+INPUT_IMAGE_FORMATS = frozenset({"PNG", "JPEG", "WEBP", "MPO"})
+"""What OpenAI's edits endpoint accepts (PNG, JPEG, WebP), and all omni decodes from a client. MPO is
+the JPEG most phones write (a JPEG with a second, depth or preview, image after it): its first frame,
+the photo, is what is decoded."""
 INPUT_IMAGE_MODES = frozenset({"RGB", "RGBA", "L", "LA", "P"})
 """8-bit modes; 16-bit, float and CMYK images are refused rather than silently rescaled."""
 DECODE_PIXEL_CAP = 64 * 1024 * 1024
 """The most pixels any input image may declare before a deployment's own cap is known (a bomb guard)."""
 
 
-def decode_input_image(data: bytes, field: str, *, max_pixels: int = DECODE_PIXEL_CAP) -> Image.Image:
-    """A client's image bytes, decoded only after its header passed every check.
+def open_input_image(data: bytes, field: str, *, max_pixels: int = DECODE_PIXEL_CAP) -> Image.Image:
+    """A client's image bytes, opened from the header only: format, size, mode and structure checked.
 
     Pillow reads the header lazily, so the declared size is checked against
     ``max_pixels`` before a single pixel is decompressed: a tiny PNG that
-    declares 20000x20000 (a decompression bomb) is refused, not inflated.
-    Every failure is a :class:`RequestValidationError` naming ``field``.
+    declares 20000x20000 (a decompression bomb) is refused, not inflated. The
+    container is walked first (:func:`~omni_core.image_structure.check_image_structure`)
+    so that neither opening nor decoding costs more than the pixels justify.
+    Every failure is a :class:`RequestValidationError` naming ``field``;
+    :func:`load_input_image` decodes what passed.
     """
+    check_image_structure(data, field)
     try:
         image = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError:
@@ -80,11 +87,23 @@ def decode_input_image(data: bytes, field: str, *, max_pixels: int = DECODE_PIXE
         raise RequestValidationError(
             field, f"has pixel mode {image.mode!r}; send an 8-bit RGB, RGBA or grayscale image"
         )
+    return image
+
+
+def load_input_image(image: Image.Image, field: str) -> Image.Image:
+    """Decode an image :func:`open_input_image` passed (its first frame, for MPO and animations)."""
     try:
         image.load()
     except Exception as exc:  # noqa: BLE001 - truncated data raises OSError, bad chunks SyntaxError
-        raise RequestValidationError(field, f"is truncated or corrupt ({exc}); send the whole file") from None
+        raise RequestValidationError(
+            field, f"is truncated or corrupt ({type(exc).__name__}); send the whole file"
+        ) from None
     return image
+
+
+def decode_input_image(data: bytes, field: str, *, max_pixels: int = DECODE_PIXEL_CAP) -> Image.Image:
+    """:func:`open_input_image` then :func:`load_input_image`: one image, fully checked and decoded."""
+    return load_input_image(open_input_image(data, field, max_pixels=max_pixels), field)
 
 
 def image_to_rgb_array(image: Image.Image) -> ImageArray:

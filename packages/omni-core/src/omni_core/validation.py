@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from omni_core.errors import RequestValidationError
+from omni_core.pipeline_arguments import UNSUPPORTED_ARGUMENTS, check_step_lists
 from omni_core.request import OmniDiffusionRequest
 
 if TYPE_CHECKING:
@@ -87,6 +88,9 @@ class RequestLimits:
     """Far above any model's useful range (SD uses 1-20); 1e30 would only draw black."""
     max_input_images: int = 4
     """Images one edit request may send (each is edited, ``n`` times)."""
+    max_lora_scale: float = 4.0
+    """A request's ``lora_scale`` lies in [-this, this]: 1 is the adapter as trained, negative values
+    steer away from it, and far past a few the images are noise (1e30 only draws NaN)."""
     extra_allowed: frozenset[str] | None = None
     """Pipeline arguments a request's ``extra`` may use; ``None``: any the pipeline accepts."""
     extra_denied: frozenset[str] = DEFAULT_EXTRA_DENIED
@@ -105,6 +109,7 @@ class RequestLimits:
             max_prompt_length=config.max_prompt_length,
             max_guidance_scale=config.max_guidance_scale,
             max_input_images=config.max_input_images,
+            max_lora_scale=config.max_lora_scale,
             extra_allowed=None if allowed is None else frozenset(allowed),
             extra_denied=frozenset(config.extra_denied),
             lora_names=frozenset(config.loras),
@@ -118,6 +123,7 @@ class RequestLimits:
         """Whether a request's ``extra`` may set pipeline argument ``name`` here."""
         return (
             name not in OMNI_SET_ARGUMENTS
+            and name not in UNSUPPORTED_ARGUMENTS
             and name not in self.extra_denied
             and (self.extra_allowed is None or name in self.extra_allowed)
         )
@@ -287,11 +293,16 @@ def validate_extra(extra: object, limits: RequestLimits) -> None:
             raise RequestValidationError("extra", f"argument names must be strings, got {name!r}")
         if name in OMNI_SET_ARGUMENTS:
             raise RequestValidationError(f"extra.{name}", f"is set by omni: {OMNI_SET_ARGUMENTS[name]}")
+        if name in UNSUPPORTED_ARGUMENTS:
+            raise RequestValidationError(
+                f"extra.{name}", f"is not supported by omni: {UNSUPPORTED_ARGUMENTS[name]}"
+            )
         if not limits.extra_usable(name):
             raise RequestValidationError(
                 f"extra.{name}", "is not allowed on this deployment (config extra_allowed / extra_denied)"
             )
         _check_json_value(f"extra.{name}", value, 0)
+    check_step_lists(extra, limits.max_num_inference_steps)  # before the size: it names the field
     try:
         size = len(json.dumps(extra, allow_nan=False))
     except (TypeError, ValueError) as exc:  # unreachable after the walk, but never a 500
@@ -329,13 +340,16 @@ def _check_json_value(name: str, value: object, depth: int) -> None:
 def check_extra_names(
     extra: dict[str, Any], accepted: Collection[str], limits: RequestLimits, model: str
 ) -> None:
-    """Every name in ``extra`` is a parameter of the pipeline that will run (``accepted``)."""
+    """Every name in ``extra`` is a parameter of the pipeline that will run (``accepted``).
+
+    ``model`` names the pipeline class, never its path: callers see this message.
+    """
     for name in extra:
         if name not in accepted:
             usable = sorted(n for n in accepted if limits.extra_usable(n))
             raise RequestValidationError(
                 f"extra.{name}",
-                f"is not an argument of {model}'s pipeline call; it accepts: {', '.join(usable) or 'none'}",
+                f"is not an argument of {model}'s call; it accepts: {', '.join(usable) or 'none'}",
             )
 
 
@@ -352,10 +366,16 @@ def validate_lora(request: OmniDiffusionRequest, limits: RequestLimits) -> None:
         raise RequestValidationError(
             "lora", f"{lora!r} is not a configured adapter; this deployment offers: {offered}"
         )
-    if scale is not None and (
-        isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale)
-    ):
+    if scale is None:
+        return
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
         raise RequestValidationError("lora_scale", f"must be a finite number, got {scale!r}")
+    if not -limits.max_lora_scale <= scale <= limits.max_lora_scale:
+        raise RequestValidationError(
+            "lora_scale",
+            f"must lie between -{limits.max_lora_scale:g} and {limits.max_lora_scale:g} "
+            f"(config max_lora_scale), got {scale:g}",
+        )
 
 
 def validate_scheduling_fields(request: OmniDiffusionRequest) -> None:

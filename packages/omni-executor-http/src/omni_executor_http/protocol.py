@@ -19,14 +19,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from omni_core import OmniDiffusionRequest, RequestLimits, RequestValidationError, validate_request
+from omni_core.errors import encodable
 from omni_core.executors import (
-    ImageArray,
-    decode_input_image,
     encode_png,
     image_to_mask_array,
     image_to_rgb_array,
+    load_input_image,
+    open_input_image,
     parse_size,
 )
+from omni_core.validation import MAX_EXTRA_DEPTH
 
 GENERATIONS_PATH = "/v1/images/generations"
 EDITS_PATH = "/v1/images/edits"
@@ -94,10 +96,11 @@ class APIError(Exception):
         kind: str | None = None,
         omni: dict[str, Any] | None = None,
     ) -> None:
+        message = encodable(message)  # names and values a client sent, safe to encode as JSON
         super().__init__(message)
         self.status = status
         self.message = message
-        self.param = param
+        self.param = None if param is None else encodable(param)
         self.code = code
         self.kind = kind or ("invalid_request_error" if status < 500 else "server_error")
         self.omni = omni
@@ -121,29 +124,35 @@ def invalid(param: str | None, message: str, code: str = "invalid_value") -> API
     return APIError(400, message, param=param, code=code)
 
 
-def parse_json_body(raw: bytes, *, max_depth: int) -> Any:
-    """A request body as JSON, or a 400 that says what is wrong; never a 500.
+def parse_json_body(raw: bytes, *, max_depth: int, field: str | None = None) -> Any:
+    """A request body (or ``field``'s JSON text in a form) as JSON, or a 400 that says what is wrong.
 
     Refused before or while parsing: nesting deeper than ``max_depth`` (checked
     first, so the parser never recurses deep), invalid UTF-8, ``NaN``/``Infinity``
     (not JSON), integers too long for Python to convert, and duplicate keys
-    (which value would win is a guess).
+    (which value would win is a guess). Each 400 names ``field`` (a duplicate
+    key as ``field.key``); ``None`` is the whole body.
     """
+    where = "request body" if field is None else field
     depth = json_nesting_depth(raw)
     if depth > max_depth:
         raise invalid(
-            None, f"request body nests {depth} levels deep, over the limit of {max_depth}", "invalid_json"
+            field, f"{where} nests {depth} levels deep, over the limit of {max_depth}", "invalid_json"
         )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise invalid(None, f"request body is not valid UTF-8: {exc}", "invalid_json") from None
+        raise invalid(field, f"{where} is not valid UTF-8: {exc}", "invalid_json") from None
     try:
-        return json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_object_without_duplicates)
+        return json.loads(
+            text,
+            parse_constant=lambda name: _refuse_constant(name, field),
+            object_pairs_hook=lambda pairs: _object_without_duplicates(pairs, field),
+        )
     except APIError:
         raise
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, and int() past its digit limit
-        raise invalid(None, f"request body is not valid JSON: {exc}", "invalid_json") from None
+        raise invalid(field, f"{where} is not valid JSON: {exc}", "invalid_json") from None
 
 
 def json_nesting_depth(raw: bytes) -> int:
@@ -168,15 +177,16 @@ def json_nesting_depth(raw: bytes) -> int:
     return deepest
 
 
-def _refuse_constant(name: str) -> Any:
-    raise invalid(None, f"{name} is not a JSON number; send a finite number", "invalid_json")
+def _refuse_constant(name: str, field: str | None) -> Any:
+    raise invalid(field, f"{name} is not a JSON number; send a finite number", "invalid_json")
 
 
-def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def _object_without_duplicates(pairs: list[tuple[str, Any]], field: str | None) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
         if key in result:
-            raise invalid(key, f"field {key!r} appears twice in the body; send it once", "duplicate_field")
+            name = key if field is None else f"{field}.{key}"
+            raise invalid(name, f"field {name!r} appears twice; send it once", "duplicate_field")
         result[key] = value
     return result
 
@@ -244,8 +254,15 @@ def parse_edit_request(
             "image", f"image: {len(images)} files sent, over the limit of {limits.max_input_images}"
         )
     try:
-        arrays = [_decoded(data, "image", limits, image_to_rgb_array) for data in images]
-        mask_array = None if mask is None else _decoded(mask, "mask", limits, image_to_mask_array)
+        opened = [open_input_image(data, "image", max_pixels=limits.max_image_pixels) for data in images]
+        opened_mask = (
+            None if mask is None else open_input_image(mask, "mask", max_pixels=limits.max_image_pixels)
+        )
+        _check_sizes_agree(opened, opened_mask)  # from the headers: nothing decoded yet
+        arrays = [image_to_rgb_array(load_input_image(image, "image")) for image in opened]
+        mask_array = (
+            None if opened_mask is None else image_to_mask_array(load_input_image(opened_mask, "mask"))
+        )
     except RequestValidationError as exc:
         raise invalid(exc.field, f"{exc.field}: {exc.reason}") from None
     conditioning = {
@@ -256,9 +273,17 @@ def parse_edit_request(
     return _build_request(fields, EDIT_FIELDS, limits, request_id=request_id, conditioning=conditioning)
 
 
-def _decoded(data: bytes, name: str, limits: RequestLimits, convert: Any) -> ImageArray:
-    array: ImageArray = convert(decode_input_image(data, name, max_pixels=limits.max_image_pixels))
-    return array
+def _check_sizes_agree(images: list[Any], mask: Any) -> None:
+    """Every image, and the mask, the first image's size (read from their headers)."""
+    width, height = images[0].size
+    if any(image.size != (width, height) for image in images[1:]):
+        raise RequestValidationError("image", "images of one request must all have the same size")
+    if mask is not None and mask.size != (width, height):
+        raise RequestValidationError(
+            "mask",
+            f"is {mask.size[0]}x{mask.size[1]} but the image is {width}x{height}; "
+            "send a mask the image's size",
+        )
 
 
 def form_values(items: list[tuple[str, str]]) -> dict[str, Any]:
@@ -277,13 +302,14 @@ def form_values(items: list[tuple[str, str]]) -> dict[str, Any]:
         ):
             raise invalid(name, f"field {name!r} appears twice in the form; send it once", "duplicate_field")
         if name.startswith(EXTRA_FORM_PREFIX) and name.endswith("]"):
-            extra[name[len(EXTRA_FORM_PREFIX) : -1]] = _json_or_text(text)
+            argument = name[len(EXTRA_FORM_PREFIX) : -1]
+            extra[argument] = _json_or_text(text, f"extra_params.{argument}")
         elif name in FORM_INTEGERS:
             values[name] = _form_number(name, text, int)
         elif name in FORM_NUMBERS:
             values[name] = _form_number(name, text, float)
         elif name == "extra_params":
-            values[name] = parse_json_body(text.encode("utf-8"), max_depth=16)
+            values[name] = parse_json_body(_utf8(name, text), max_depth=MAX_EXTRA_DEPTH + 1, field=name)
         elif name == "stream":
             values[name] = text.strip().lower() in ("true", "1")
         else:
@@ -297,11 +323,27 @@ def form_values(items: list[tuple[str, str]]) -> dict[str, Any]:
     return values
 
 
-def _json_or_text(text: str) -> Any:
-    try:
-        return json.loads(text, parse_constant=_refuse_constant)
-    except ValueError:
+JSON_LOOKING_START = frozenset('[{"-0123456789')
+
+
+def _json_or_text(text: str, field: str) -> Any:
+    """A flattened ``extra_params[name]`` value: JSON where it is JSON, else the text itself.
+
+    Text that starts like JSON (a bracket, a quote, a digit) or spells ``NaN``/``Infinity`` but does
+    not parse is a 400 naming the field, not silently a string (a 5000-digit integer, ``[[[``).
+    """
+    stripped = text.strip()
+    looks_like_json = stripped[:1] in JSON_LOOKING_START or stripped in ("NaN", "Infinity")
+    if not looks_like_json:
         return text
+    return parse_json_body(_utf8(field, text), max_depth=MAX_EXTRA_DEPTH + 1, field=field)
+
+
+def _utf8(field: str, text: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise invalid(field, f"{field} holds invalid Unicode (a lone surrogate); send valid UTF-8") from None
 
 
 def _form_number(name: str, text: str, kind: type) -> Any:

@@ -35,6 +35,8 @@ from omni_core.images import (
     encode_png_b64,
     image_to_mask_array,
     image_to_rgb_array,
+    load_input_image,
+    open_input_image,
 )
 from omni_core.lora import parse_lora_option
 from omni_core.offload import (
@@ -92,6 +94,8 @@ __all__ = [
     "encode_png",
     "image_to_mask_array",
     "image_to_rgb_array",
+    "load_input_image",
+    "open_input_image",
     "encode_png_b64",
     "failure_from_fields",
     "fetch_png_b64",

@@ -20,7 +20,9 @@ import numpy.typing as npt
 
 from omni_core.errors import ModelError, ModelLoadError, RequestCancelledError, RequestValidationError
 from omni_core.lora import parse_loras
+from omni_core.pipeline_arguments import call_value, check_argument_values
 from omni_core.request import DiffusionOutput, OmniDiffusionRequest
+from omni_core.runner.argument_checks import check_schedule_arguments, refusals_as_validation
 from omni_core.runner.batching import (
     BatchingMode,
     PlannedRequest,
@@ -140,7 +142,7 @@ class DiffusionModelRunner:
             pipeline = pipeline.to(self.device)
         if hasattr(pipeline, "set_progress_bar_config"):
             pipeline.set_progress_bar_config(disable=True)
-        self.pipelines = PipelineSet.derive(pipeline, f"{path!r} ({type(pipeline).__name__})")
+        self.pipelines = PipelineSet.derive(pipeline, type(pipeline).__name__)
         self.pipeline = pipeline
         self.model_path = path
         self._start_step_batching()
@@ -309,6 +311,8 @@ class DiffusionModelRunner:
         task = task_of(request)
         pipelines.for_task(task)
         check_extra_names(request.extra, pipelines.arguments[task], self.limits, pipelines.label)
+        check_argument_values(request.extra, pipelines.annotations[task])
+        check_schedule_arguments(request.extra, getattr(self.pipeline, "scheduler", None))
         if request.lora is not None and not hasattr(self.pipeline, "load_lora_weights"):
             raise RequestValidationError("lora", f"model {pipelines.label} does not support LoRA adapters")
         default_height, default_width = self.default_size()
@@ -477,7 +481,10 @@ class DiffusionModelRunner:
                     images.append(_input_pil(source, first.height, first.width, mask=False))
                 if item.request.mask_image is not None:
                     masks.append(_input_pil(item.request.mask_image, first.height, first.width, mask=True))
-        kwargs: dict[str, Any] = dict(first.request.extra)  # equal across the batch (its key)
+        annotations = self._pipeline_set().annotations[task]
+        kwargs: dict[str, Any] = {  # equal across the batch (its key)
+            name: call_value(value, annotations.get(name)) for name, value in first.request.extra.items()
+        }
         kwargs.update({"prompt": prompts, "generator": generators, "output_type": "np"})
         if any(item.request.negative_prompt for item in batch):
             kwargs["negative_prompt"] = negatives
@@ -518,7 +525,7 @@ class DiffusionModelRunner:
             kwargs["callback_on_step_end"] = step_end
 
         started = time.perf_counter()
-        with torch.inference_mode():
+        with torch.inference_mode(), refusals_as_validation(first.request.extra, _denoiser_of(pipeline)):
             result = pipeline(**kwargs)
         elapsed = time.perf_counter() - started
         raw = np.asarray(result.images)
@@ -547,6 +554,14 @@ class DiffusionModelRunner:
             )
             row += count
         return outputs
+
+
+def _denoiser_of(pipeline: Any) -> Any:
+    """The pipeline's denoiser (or, in step mode, its stand-in), where its first step is seen."""
+    name = getattr(pipeline, "omni_step_denoiser", None)
+    if isinstance(name, str):
+        return getattr(pipeline, name, None)
+    return getattr(pipeline, "unet", None) or getattr(pipeline, "transformer", None)
 
 
 def _report_forward(on_step: StepCallback, request_ids: list[str], total: int, forwards: int) -> None:

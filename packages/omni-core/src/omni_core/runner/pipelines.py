@@ -27,10 +27,12 @@ class PipelineSet:
 
     pipelines: dict[str, Any]
     label: str
-    """How errors name the model: its path and pipeline class."""
+    """How errors name the model: its pipeline class (never its path, which callers must not see)."""
     arguments: dict[str, frozenset[str]] = field(default_factory=dict)
     defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Each call's keyword defaults (``strength``, ``num_inference_steps``), as its signature declares."""
+    annotations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Each call's parameter annotations: what a request's ``extra`` values are checked against."""
 
     @classmethod
     def derive(cls, pipeline: Any, label: str) -> PipelineSet:
@@ -49,6 +51,7 @@ class PipelineSet:
             pipelines[task] = derived
         arguments: dict[str, frozenset[str]] = {}
         defaults: dict[str, dict[str, Any]] = {}
+        annotations: dict[str, dict[str, Any]] = {}
         for task, pipe in pipelines.items():
             parameters = [
                 parameter
@@ -57,7 +60,8 @@ class PipelineSet:
             ]
             arguments[task] = frozenset(parameter.name for parameter in parameters)
             defaults[task] = {p.name: p.default for p in parameters if p.default is not p.empty}
-        return cls(pipelines, label, arguments, defaults)
+            annotations[task] = {p.name: p.annotation for p in parameters}
+        return cls(pipelines, label, arguments, defaults, annotations)
 
     def for_task(self, task: str) -> Any:
         """The pipeline for ``task``, or a validation error naming the model and what it supports."""

@@ -68,6 +68,11 @@ class DenoiserStandIn:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._module, name)  # config, dtype, device, add_embedding, cache_context...
 
+    @property
+    def reached(self) -> bool:
+        """Whether the request's call has reached its first denoiser forward."""
+        return self._run.parked > 0
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self._run.park(bind_call(self._module, args, kwargs, self._run.group))
 
@@ -86,6 +91,8 @@ class RequestRun:
     output: DiffusionOutput | None = None
     cancelled: BaseException | None = None
     steps: int = 0
+    parked: int = 0
+    """Forwards this request's call has handed to the driver (``steps`` counts those that returned)."""
     shared_rows: int = 0
     """The most rows of a forward this request was part of (its ``batch_rows`` timing)."""
     shared_images: int = 0
@@ -121,6 +128,7 @@ class RequestRun:
 
     def park(self, call: DenoiserCall) -> Any:
         """Request side: hand the forward to the driver and wait for its rows of the result."""
+        self.parked += 1
         if self.cancelled is not None:
             raise self.cancelled
         self.pending = call

@@ -15,8 +15,9 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,11 +46,14 @@ from omni_executor_http.protocol import (
 )
 from omni_executor_http.server.failures import api_error_for, retry_after_header
 from omni_executor_http.server.metrics import ServerMetrics
+from omni_executor_http.server.uploads import UploadBudget
 
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[Request], Awaitable[Response]]
 INLINE_ENCODE_PIXELS = 256 * 256
+MAX_FORM_FIELDS = 64
+"""Text fields one edit form may hold (OpenAI's has about 15, plus ``extra_params[name]`` ones)."""
 METRICS_RPC_SECONDS = 2.0
 """How long a /metrics scrape waits for the workers' batching figures (skipped past it)."""
 
@@ -68,11 +72,17 @@ class ServerSettings:
     """Deepest nesting a body may have (omni's bodies are flat; a deep one is an attack)."""
     max_image_bytes: int = 8 * 1024 * 1024
     """Largest file an edit may upload (each image, and the mask)."""
+    max_upload_bytes_in_flight: int | None = None
+    """Edit bodies read and parsed at once (:mod:`.uploads`); ``None``: two maximum-size edits."""
 
     @property
     def max_edit_body_bytes(self) -> int:
-        """An edit's whole form: its images and mask at their cap, plus the text fields' cap."""
+        """An edit's whole multipart form: its images and mask at their cap, plus the text fields' cap."""
         return (self.limits.max_input_images + 1) * self.max_image_bytes + self.max_body_bytes
+
+    @property
+    def upload_budget_bytes(self) -> int:
+        return self.max_upload_bytes_in_flight or 2 * self.max_edit_body_bytes
 
 
 class ServerState:
@@ -172,22 +182,25 @@ def create_app(
 
         return endpoint
 
+    uploads = UploadBudget(settings.upload_budget_bytes)
+
     async def generations(request: Request) -> Response:
-        body = await _read_json(request, settings)
-        omni_request = parse_generation_request(body, settings.limits, request_id=f"img-{uuid.uuid4().hex}")
+        with client_input("generations"):
+            body = await _read_json(request, settings)
+            omni_request = parse_generation_request(
+                body, settings.limits, request_id=f"img-{uuid.uuid4().hex}"
+            )
         return await respond(request, omni_request)
 
     async def edits(request: Request) -> Response:
-        raw = await _read_body(request, settings.max_edit_body_bytes, settings.body_timeout)
-        fields, images, mask = await _edit_form(request, raw, settings)
-        omni_request = await run_in_threadpool(
-            parse_edit_request,  # decoding images is CPU work: off the event loop
-            form_values(fields),
-            images,
-            mask,
-            settings.limits,
-            request_id=f"img-{uuid.uuid4().hex}",
-        )
+        cap = edit_body_cap(request.headers.get("content-type", ""), settings)
+        with client_input("edits"), uploads.reserve(_declared_length(request, cap)):
+            raw = await _read_body(request, cap, settings.body_timeout)
+            # Parsing the form and decoding its images are CPU work: off the event loop, so that
+            # /health and every other request go on while a large or hostile upload is read.
+            omni_request = await run_in_threadpool(
+                parse_edit_body, request.scope, raw, settings, f"img-{uuid.uuid4().hex}"
+            )
         return await respond(request, omni_request)
 
     async def respond(request: Request, omni_request: OmniDiffusionRequest) -> Response:
@@ -344,17 +357,70 @@ async def _read_body(request: Request, max_bytes: int, body_timeout: float) -> b
     return b"".join(chunks)
 
 
+def edit_body_cap(content_type: str, settings: ServerSettings) -> int:
+    """The body cap for an edit of this content type, or a 415 before any of the body is read.
+
+    A multipart form carries the files (up to :attr:`ServerSettings.max_edit_body_bytes`); a
+    urlencoded form only text fields (``max_body_bytes``), so it can never carry the image.
+    """
+    kind = content_type.split(";", 1)[0].strip().lower()
+    if kind == "multipart/form-data":
+        return settings.max_edit_body_bytes
+    if kind == "application/x-www-form-urlencoded":
+        return settings.max_body_bytes
+    raise APIError(
+        415,
+        f"edits take OpenAI's multipart form; send Content-Type multipart/form-data, not {kind[:60]!r}",
+        code="unsupported_media_type",
+    )
+
+
+def _declared_length(request: Request, cap: int) -> int:
+    """The bytes an upload will hold: its Content-Length (at most ``cap``), or ``cap`` without one."""
+    declared = request.headers.get("content-length", "")
+    return (
+        min(int(declared), cap) if declared.isascii() and declared.isdigit() and len(declared) < 19 else cap
+    )
+
+
+@contextmanager
+def client_input(route: str) -> Iterator[None]:
+    """Where only a client's bytes are read: any failure there is the input's, a 400 and one log line.
+
+    The parsers raise :class:`APIError` for every case they know; anything else they raise
+    (a library's unexpected exception on bytes nobody foresaw) is still about the input,
+    so the client gets a 400 saying so, never a 500 with a traceback in the log.
+    """
+    try:
+        yield
+    except APIError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        logger.warning("%s: unreadable input: %s: %.200s", route, type(exc).__name__, exc)
+        raise APIError(
+            400,
+            f"the request could not be read ({type(exc).__name__}); check it against the Images API",
+            code="invalid_request",
+        ) from None
+
+
+def parse_edit_body(
+    scope: MutableMapping[str, Any], raw: bytes, settings: ServerSettings, request_id: str
+) -> OmniDiffusionRequest:
+    """An edit body (already read under its cap) as an omni request; runs in a worker thread."""
+    fields, images, mask = asyncio.run(_edit_form(scope, raw, settings))
+    del raw
+    return parse_edit_request(form_values(fields), images, mask, settings.limits, request_id=request_id)
+
+
 async def _edit_form(
-    request: Request, raw: bytes, settings: ServerSettings
+    scope: MutableMapping[str, Any], raw: bytes, settings: ServerSettings
 ) -> tuple[list[tuple[str, str]], list[bytes], bytes | None]:
-    """An edit's multipart form, parsed from the already capped body: text fields, images, mask.
+    """An edit's form, parsed from the already capped body: text fields, images, mask.
 
     Starlette's parser (python-multipart) reads a replay of ``raw``, so the size cap
     above is the one that held; file and field counts are capped too.
     """
-    content_type = request.headers.get("content-type", "")
-    if not content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
-        raise invalid(None, "edits take OpenAI's multipart form: send Content-Type multipart/form-data")
     replayed = False
 
     async def replay() -> dict[str, Any]:
@@ -368,12 +434,15 @@ async def _edit_form(
     images: list[bytes] = []
     mask: bytes | None = None
     try:
-        async with Request(request.scope, replay).form(
+        async with Request(scope, replay).form(
             max_files=settings.limits.max_input_images + 1,
-            max_fields=64,
+            max_fields=MAX_FORM_FIELDS,
             max_part_size=settings.max_body_bytes,
         ) as form:
-            for name, value in form.multi_items():
+            items = form.multi_items()
+            if len(items) > MAX_FORM_FIELDS + settings.limits.max_input_images + 1:
+                raise invalid(None, f"the form has {len(items)} fields, over the limit", "invalid_form")
+            for name, value in items:
                 if not isinstance(value, UploadFile):
                     if name in EDIT_IMAGE_FIELDS or name == EDIT_MASK_FIELD:
                         raise invalid(name, f"{name} must be a file part (an image), not a text field")

@@ -113,6 +113,20 @@ from omni_core.executors import parse_lora_option
     type=click.IntRange(min=1),
     help="images one edit may send",
 )
+@click.option(
+    "--max-lora-scale",
+    default=RequestLimits.max_lora_scale,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="lora_scale accepted in [-this, this]",
+)
+@click.option(
+    "--max-upload-bytes-in-flight",
+    default=None,
+    type=click.IntRange(min=1),
+    help="edit bodies read and parsed at once, in bytes; past it new ones get 429 with Retry-After "
+    "[default: two maximum-size edits]",
+)
 @click.option("--log-level", default="info", show_default=True)
 def serve(
     model: str | None,
@@ -143,6 +157,8 @@ def serve(
     extra_allowed: tuple[str, ...],
     max_image_bytes: int,
     max_input_images: int,
+    max_lora_scale: float,
+    max_upload_bytes_in_flight: int | None,
     log_level: str,
 ) -> None:
     """Serve an OpenAI-compatible image API (POST /v1/images/generations and /v1/images/edits)."""
@@ -172,6 +188,7 @@ def serve(
             max_loaded_loras=max_loaded_loras,
             extra_allowed=list(extra_allowed) or None,
             max_input_images=max_input_images,
+            max_lora_scale=max_lora_scale,
         )
         engine = DiffusionEngine(config)
     except (OmniError, ValueError, TypeError) as exc:
@@ -184,6 +201,7 @@ def serve(
             max_image_bytes=max_image_bytes,
             limits=RequestLimits.from_config(config),
             body_timeout=body_timeout,
+            max_upload_bytes_in_flight=max_upload_bytes_in_flight,
         )
         state = ServerState()
         app = create_app(engine, settings, state)

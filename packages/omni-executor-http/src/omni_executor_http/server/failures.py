@@ -41,9 +41,12 @@ def api_error_for(output: DiffusionOutput) -> APIError:
     failure = FAILURE_STATUS.get(output.error_type or "", UNKNOWN_FAILURE)
     field = output.error_field
     param = wire_field(field) if field else None
+    message = output.error or "generation failed"
+    if field and param and message.startswith(f"{field}: "):
+        message = f"{param}: {message[len(field) + 2 :]}"  # the name the client wrote, as in param
     error = APIError(
         failure.status,
-        output.error or "generation failed",
+        message,
         param=param,
         code=failure.code,
         omni={"type": output.error_type, "field": field, "retryable": output.retryable},
