@@ -2,7 +2,7 @@
 
 Markers (HTML comments, so a page still reads without the hook):
 ``<!-- omni:executors -->``, ``<!-- omni:http-fields -->``, ``<!-- omni:limits -->``,
-``<!-- omni:examples -->``. Needs omni-core and omni-executor-http installed
+``<!-- omni:input-limits -->``, ``<!-- omni:examples -->``. Needs omni-core and omni-executor-http installed
 (both import without torch).
 """
 
@@ -70,6 +70,7 @@ def _limits() -> str:
         "max_prompt_length": "--max-prompt-length",
         "max_guidance_scale": "--max-guidance-scale",
         "max_input_images": "--max-input-images",
+        "max_lora_scale": "--max-lora-scale",
         "extra_allowed": "--extra-allowed",
         "lora_names": "--lora",
     }
@@ -78,6 +79,35 @@ def _limits() -> str:
         if isinstance(default, frozenset):
             default = ", ".join(f"`{name}`" for name in sorted(default)) or "none"
         rows.append(f"| `{field.name}` | {default} | `{flags.get(field.name, '')}` |")
+    return "\n".join(rows)
+
+
+def _input_limits() -> str:
+    """What any client input is checked against before it is parsed further, from the constants."""
+    from omni_core import image_structure, pipeline_arguments, validation
+    from omni_executor_http import protocol
+
+    rows = ["| input | limit | answer |", "|---|---|---|"]
+    rows += [
+        f"| a JSON body, or a form's `extra_params` text | {protocol.MAX_JSON_DEPTH} levels of nesting, "
+        "checked before parsing; no `NaN`/`Infinity`, no duplicate keys, valid UTF-8 | 400 naming the field |",
+        f"| `extra` / `extra_params` values | JSON only, {validation.MAX_EXTRA_DEPTH} levels deep, "
+        f"{validation.MAX_EXTRA_JSON_BYTES} bytes; each value of the type the pipeline's `__call__` annotates; "
+        f"numbers within +/-{pipeline_arguments.MAX_ARGUMENT_MAGNITUDE:,} | 400 naming `extra_params.NAME` |",
+        "| `timesteps`, `sigmas` | a non-empty list of non-negative numbers, at most `max_num_inference_steps` "
+        "entries (each is a step); timesteps below the scheduler's training count; only where the "
+        "scheduler takes them | 400 naming the argument |",
+    ]
+    for name, (low, high) in pipeline_arguments.ARGUMENT_RANGES.items():
+        rows.append(f"| `extra_params.{name}` | {low:g} to {high:g} | 400 naming it |")
+    for name, why in pipeline_arguments.UNSUPPORTED_ARGUMENTS.items():
+        rows.append(f"| `extra_params.{name}` | refused: {why} | 400 (and a config error in `extra_allowed`) |")
+    rows += [
+        f"| PNG chunks | {image_structure.MAX_PNG_CHUNKS:,} per file; 16-bit PNGs refused | 400 naming the file |",
+        f"| JPEG segments, scans | {image_structure.MAX_JPEG_MARKERS} segments, "
+        f"{image_structure.MAX_JPEG_SCANS} scans (of the first frame; an MPO's later frames are skipped) | "
+        "400 naming the file |",
+    ]
     return "\n".join(rows)
 
 
@@ -93,6 +123,7 @@ GENERATORS = {
     "<!-- omni:executors -->": _executors,
     "<!-- omni:http-fields -->": _http_fields,
     "<!-- omni:limits -->": _limits,
+    "<!-- omni:input-limits -->": _input_limits,
     "<!-- omni:examples -->": _examples,
 }
 

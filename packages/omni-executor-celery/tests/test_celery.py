@@ -23,6 +23,7 @@ from omni_core import (
     OmniDiffusionConfig,
     OmniDiffusionRequest,
 )
+from omni_core.testing_hostile import hostile_wire_requests, in_process_answer
 from omni_core.testing_pipelines import sample_image, sample_mask
 
 
@@ -198,3 +199,24 @@ def test_urgent_requests_go_first_and_a_passed_deadline_drops_a_queued_one(
     assert order[0] == urgent.request_id, order  # queued last, run first
     for future in running:
         future.result(5)
+
+
+def test_hostile_requests_on_the_queue_get_the_in_process_answer(
+    pool: tuple[DiffusionEngine, Path], tiny_model: Path
+) -> None:
+    engine, _ = pool
+    cases = hostile_wire_requests()
+    # Straight onto the queue, past the executor's own checks, as another client could.
+    results = [
+        engine.executor.app.send_task(TASK_NAME, args=[wire], queue=engine.executor.settings.queue)  # type: ignore[attr-defined]
+        for wire, _ in cases
+    ]
+    config = OmniDiffusionConfig(model_name_or_path=str(tiny_model), executor_class="inproc")
+    with DiffusionEngine(config) as inproc:
+        for (wire, field), result in zip(cases, results, strict=True):
+            output = DiffusionOutput.from_dict(result.get(timeout=60))
+            assert output.error_type == "RequestValidationError", (wire["request_id"], output.error)
+            assert output.error_field == field, (wire["request_id"], output.error)
+            local = in_process_answer(inproc, wire)
+            assert (local.error_field, local.error) == (output.error_field, output.error), wire["request_id"]
+    assert engine.submit(request(2)).result(60).error is None

@@ -106,12 +106,22 @@ class OmniDiffusionRequest:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> OmniDiffusionRequest:
-        """Build from :meth:`to_dict`'s output; unknown keys are an error naming them.
+        """Build from :meth:`to_dict`'s output (or any wire's JSON); raises only
+        :class:`RequestValidationError`, naming the field (an unknown key names itself).
 
         Input images are decoded with :func:`~omni_core.images.decode_input_image`'s
-        checks (a bad one is a ``RequestValidationError`` naming ``image`` or ``mask_image``).
+        checks (a bad one names ``image`` or ``mask_image``). Every worker that reads
+        requests from a wire (Lambda, Celery) calls this, so they answer alike.
         """
-        values = _known_fields(cls, data)
+        if not isinstance(data, dict):
+            raise RequestValidationError("request", f"must be a JSON object, got {type(data).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(str(key) for key in set(data) - names)
+        if unknown:
+            raise RequestValidationError(
+                unknown[0], f"is not a request field; valid fields are {', '.join(sorted(names))}"
+            )
+        values = dict(data)
         image = values.get("image")
         if isinstance(image, list):
             values["image"] = [_decode_field(text, "image", image_to_rgb_array) for text in image]
@@ -119,7 +129,10 @@ class OmniDiffusionRequest:
             values["image"] = _decode_field(image, "image", image_to_rgb_array)
         if values.get("mask_image") is not None:
             values["mask_image"] = _decode_field(values["mask_image"], "mask_image", image_to_mask_array)
-        return cls(**values)
+        try:
+            return cls(**values)
+        except (TypeError, ValueError) as exc:  # __post_init__'s own checks
+            raise RequestValidationError("request", f"is not a valid request: {exc}") from None
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, OmniDiffusionRequest):

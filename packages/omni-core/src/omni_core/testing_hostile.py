@@ -8,7 +8,9 @@ naming :attr:`HostileExtra.field` (core's name; the HTTP API writes ``extra`` as
 
 from __future__ import annotations
 
+import base64
 import io
+import json
 import struct
 import zlib
 from dataclasses import dataclass
@@ -17,7 +19,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from omni_core.engine import DiffusionEngine
+from omni_core.errors import RequestValidationError
 from omni_core.images import encode_png
+from omni_core.request import DiffusionOutput, OmniDiffusionRequest
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,40 @@ HOSTILE_EXTRAS = [
 
 HOSTILE_LORA_SCALES = [1e30, 1e300, 2**64, -1e9]
 """``lora_scale`` values past any configured range (with a configured ``lora``)."""
+
+
+WIRE_GOOD: dict[str, Any] = {"prompt": "a 7", "num_inference_steps": 1, "height": 64, "width": 64, "seed": 1}
+
+
+def hostile_wire_requests() -> list[tuple[dict[str, Any], str]]:
+    """Requests as a worker reads them from a wire (``to_dict``'s JSON), each with the field its
+    error must name: :data:`HOSTILE_EXTRAS`, hostile images, unknown keys, a lone ``lora_scale``."""
+    image = _b64(encode_png(np.full((64, 64, 3), 128, np.uint8)))
+    cases = [({**WIRE_GOOD, "extra": case.extra}, case.field) for case in HOSTILE_EXTRAS]
+    cases += [
+        ({**WIRE_GOOD, "image": _b64(png_16bit())}, "image"),
+        ({**WIRE_GOOD, "image": image, "mask_image": _b64(png_16bit(channels=4))}, "mask_image"),
+        ({**WIRE_GOOD, "image": _b64(progressive_jpeg_with_empty_scans(256, 5000))}, "image"),
+        ({**WIRE_GOOD, "image": _b64(png_with_chunks(20_000))}, "image"),
+        ({**WIRE_GOOD, "promt": "typo"}, "promt"),
+        ({**WIRE_GOOD, "\ud800": 1}, "\\ud800"),
+        ({**WIRE_GOOD, "lora_scale": 1e300}, "lora_scale"),
+    ]
+    return [({**request, "request_id": f"hostile-{i}"}, field) for i, (request, field) in enumerate(cases)]
+
+
+def in_process_answer(engine: DiffusionEngine, wire: dict[str, Any]) -> DiffusionOutput:
+    """What an in-process engine says to ``wire`` (a parse refusal included): the answer every
+    worker reading the same JSON must give."""
+    try:
+        request = OmniDiffusionRequest.from_dict(json.loads(json.dumps(wire)))
+    except RequestValidationError as exc:
+        return DiffusionOutput.failure(str(wire.get("request_id")), exc)
+    return engine.step([request])[0]
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
 
 
 def progressive_jpeg_with_empty_scans(size: int = 1024, scans: int = 20_000) -> bytes:

@@ -97,9 +97,9 @@ def generate(task: Any, request_dict: dict[str, Any]) -> dict[str, Any]:
     _record_run(request_id, "start")
     try:
         request = OmniDiffusionRequest.from_dict(request_dict)
-    except (TypeError, ValueError) as exc:
-        error = RequestValidationError("request", f"not a valid request: {exc}")
-        return dict(DiffusionOutput.failure(str(request_dict.get("request_id", request_id)), error).to_dict())
+    except RequestValidationError as exc:  # the field at fault named, as every entry point names it
+        sent_id = request_dict.get("request_id", request_id) if isinstance(request_dict, dict) else request_id
+        return dict(DiffusionOutput.failure(str(sent_id), exc).to_dict())
     if _runner is None:
         _load_model()
     # The threads pool enforces no time limit: stop the request at its next step instead.

@@ -28,7 +28,6 @@ from omni_core.executors import (
     open_input_image,
     parse_size,
 )
-from omni_core.validation import MAX_EXTRA_DEPTH
 
 GENERATIONS_PATH = "/v1/images/generations"
 EDITS_PATH = "/v1/images/edits"
@@ -65,6 +64,10 @@ EDIT_FIELDS = SUPPORTED_FIELDS | {"strength", "input_fidelity"}
 FORM_INTEGERS = frozenset({"n", "num_inference_steps", "seed", "priority", "output_compression"})
 FORM_NUMBERS = frozenset({"guidance_scale", "strength", "timeout", "lora_scale"})
 EXTRA_FORM_PREFIX = "extra_params["
+MAX_JSON_DEPTH = 32
+"""Deepest nesting a JSON text may have before it is parsed (omni's bodies are flat; a deep one is an
+attack on the parser); checked for bodies and for a form's JSON fields alike, so both endpoints give
+the same answer. ``extra`` values have their own, lower, limit in core."""
 
 # core's field names → the request parameter a client wrote.
 CORE_TO_WIRE_FIELD = {
@@ -309,7 +312,7 @@ def form_values(items: list[tuple[str, str]]) -> dict[str, Any]:
         elif name in FORM_NUMBERS:
             values[name] = _form_number(name, text, float)
         elif name == "extra_params":
-            values[name] = parse_json_body(_utf8(name, text), max_depth=MAX_EXTRA_DEPTH + 1, field=name)
+            values[name] = parse_json_body(_utf8(name, text), max_depth=MAX_JSON_DEPTH, field=name)
         elif name == "stream":
             values[name] = text.strip().lower() in ("true", "1")
         else:
@@ -336,7 +339,7 @@ def _json_or_text(text: str, field: str) -> Any:
     looks_like_json = stripped[:1] in JSON_LOOKING_START or stripped in ("NaN", "Infinity")
     if not looks_like_json:
         return text
-    return parse_json_body(_utf8(field, text), max_depth=MAX_EXTRA_DEPTH + 1, field=field)
+    return parse_json_body(_utf8(field, text), max_depth=MAX_JSON_DEPTH, field=field)
 
 
 def _utf8(field: str, text: str) -> bytes:

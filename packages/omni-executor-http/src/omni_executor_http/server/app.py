@@ -37,6 +37,7 @@ from omni_executor_http.protocol import (
     EDIT_MASK_FIELD,
     EDITS_PATH,
     GENERATIONS_PATH,
+    MAX_JSON_DEPTH,
     APIError,
     form_values,
     invalid,
@@ -68,7 +69,7 @@ class ServerSettings:
     limits: RequestLimits = field(default_factory=RequestLimits)
     body_timeout: float = 30.0
     """Seconds a client has to send its whole body; then 408 and the connection closes."""
-    max_json_depth: int = 32
+    max_json_depth: int = MAX_JSON_DEPTH
     """Deepest nesting a body may have (omni's bodies are flat; a deep one is an attack)."""
     max_image_bytes: int = 8 * 1024 * 1024
     """Largest file an edit may upload (each image, and the mask)."""

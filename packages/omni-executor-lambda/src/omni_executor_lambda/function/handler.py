@@ -81,12 +81,9 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     for index, raw in enumerate(raw_requests):
         try:
             runnable.append((index, OmniDiffusionRequest.from_dict(raw)))
-        except (TypeError, ValueError) as exc:
+        except RequestValidationError as exc:  # the field at fault named, as every entry point names it
             request_id = raw.get("request_id") if isinstance(raw, dict) else None
-            outputs[index] = DiffusionOutput.failure(
-                str(request_id or f"request-{index}"),
-                RequestValidationError("request", f"request {index} is not a valid request: {exc}"),
-            )
+            outputs[index] = DiffusionOutput.failure(str(request_id or f"request-{index}"), exc)
     if runnable:
         results = environment.runner.execute([request for _, request in runnable])
         for (index, _), output in zip(runnable, results, strict=True):
