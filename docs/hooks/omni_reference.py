@@ -88,22 +88,25 @@ def _input_limits() -> str:
     from omni_executor_http import protocol
 
     rows = ["| input | limit | answer |", "|---|---|---|"]
+    depth, extra_depth = protocol.MAX_JSON_DEPTH, validation.MAX_EXTRA_DEPTH
+    magnitude = f"{pipeline_arguments.MAX_ARGUMENT_MAGNITUDE:,}"
     rows += [
-        f"| a JSON body, or a form's `extra_params` text | {protocol.MAX_JSON_DEPTH} levels of nesting, "
-        "checked before parsing; no `NaN`/`Infinity`, no duplicate keys, valid UTF-8 | 400 naming the field |",
-        f"| `extra` / `extra_params` values | JSON only, {validation.MAX_EXTRA_DEPTH} levels deep, "
-        f"{validation.MAX_EXTRA_JSON_BYTES} bytes; each value of the type the pipeline's `__call__` annotates; "
-        f"numbers within +/-{pipeline_arguments.MAX_ARGUMENT_MAGNITUDE:,} | 400 naming `extra_params.NAME` |",
-        "| `timesteps`, `sigmas` | a non-empty list of non-negative numbers, at most `max_num_inference_steps` "
-        "entries (each is a step); timesteps below the scheduler's training count; only where the "
-        "scheduler takes them | 400 naming the argument |",
+        f"| a JSON body, or a form's `extra_params` text | {depth} levels of nesting, checked before "
+        "parsing; no `NaN`/`Infinity`, no duplicate keys, valid UTF-8 | 400 naming the field |",
+        f"| `extra` / `extra_params` values | JSON only, {extra_depth} levels deep, "
+        f"{validation.MAX_EXTRA_JSON_BYTES} bytes; each value of the type the pipeline's `__call__` "
+        f"annotates; numbers within +/-{magnitude} | 400 naming `extra_params.NAME` |",
+        "| `timesteps`, `sigmas` | a non-empty list of non-negative numbers, at most "
+        "`max_num_inference_steps` entries (each is a step); timesteps below the scheduler's training "
+        "count; only where the scheduler takes them | 400 naming the argument |",
     ]
     for name, (low, high) in pipeline_arguments.ARGUMENT_RANGES.items():
         rows.append(f"| `extra_params.{name}` | {low:g} to {high:g} | 400 naming it |")
     for name, why in pipeline_arguments.UNSUPPORTED_ARGUMENTS.items():
-        rows.append(f"| `extra_params.{name}` | refused: {why} | 400 (and a config error in `extra_allowed`) |")
+        rows.append(f"| `extra_params.{name}` | refused: {why} | 400 (a config error in `extra_allowed`) |")
     rows += [
-        f"| PNG chunks | {image_structure.MAX_PNG_CHUNKS:,} per file; 16-bit PNGs refused | 400 naming the file |",
+        f"| PNG chunks | {image_structure.MAX_PNG_CHUNKS:,} per file; 16-bit PNGs refused | "
+        "400 naming the file |",
         f"| JPEG segments, scans | {image_structure.MAX_JPEG_MARKERS} segments, "
         f"{image_structure.MAX_JPEG_SCANS} scans (of the first frame; an MPO's later frames are skipped) | "
         "400 naming the file |",
