@@ -146,3 +146,9 @@ def test_an_mpo_jpeg_from_a_phone_is_read_as_its_first_frame() -> None:
     first_error = np.abs(decoded.astype(int) - image).mean()
     mirrored_error = np.abs(decoded.astype(int) - image[:, ::-1]).mean()
     assert first_error < mirrored_error / 2
+
+
+@pytest.mark.parametrize("value", [0, -1.0, float("inf"), True, "4"])
+def test_max_lora_scale_must_be_a_finite_positive_number(value: object) -> None:
+    with pytest.raises(ValueError, match="max_lora_scale"):
+        OmniDiffusionConfig(max_lora_scale=value)  # type: ignore[arg-type]

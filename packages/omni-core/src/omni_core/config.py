@@ -134,20 +134,10 @@ class OmniDiffusionConfig:
         queued = self.max_queued_requests
         if queued is not None and (isinstance(queued, bool) or not isinstance(queued, int) or queued < 1):
             raise ValueError(f"max_queued_requests must be an int >= 1 or None, got {queued!r}")
-        guidance = self.max_guidance_scale
-        if (
-            isinstance(guidance, bool)
-            or not isinstance(guidance, (int, float))
-            or not 0 < guidance < math.inf
-        ):
-            raise ValueError(f"max_guidance_scale must be a number > 0, got {guidance!r}")
-        lora_scale = self.max_lora_scale
-        if (
-            isinstance(lora_scale, bool)
-            or not isinstance(lora_scale, (int, float))
-            or not 0 < lora_scale < math.inf
-        ):
-            raise ValueError(f"max_lora_scale must be a number > 0, got {lora_scale!r}")
+        for name in ("max_guidance_scale", "max_lora_scale"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
         timeout = self.request_timeout
         if timeout is not None and (
             isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
