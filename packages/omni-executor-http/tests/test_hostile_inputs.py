@@ -493,3 +493,18 @@ def test_every_form_field_refuses_junk_naming_itself(http: httpx.Client) -> None
             refused += 1
         assert_still_serving(http, name)
     assert refused >= 120, refused
+
+
+def test_an_unforeseen_parser_failure_on_client_bytes_is_a_400_and_one_log_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from omni_executor_http.protocol import APIError
+    from omni_executor_http.server.app import client_input
+
+    with pytest.raises(APIError) as refused, client_input("edits"):
+        b"\xff".decode("utf-16")  # what a library might raise on bytes nobody foresaw
+    assert refused.value.status == 400
+    assert refused.value.code == "invalid_request"
+    assert "UnicodeDecodeError" in refused.value.message
+    (record,) = [r for r in caplog.records if "unreadable input" in r.getMessage()]
+    assert record.exc_info is None  # one line, no traceback
