@@ -46,19 +46,24 @@ PACKAGES: dict[str, str] = {
 # namespace (``unshare -rn``, ``lo`` up), because Ray binds to the host's primary address.
 LOOPBACK_ONLY = {"omni-executor-ray"}
 # Extra test-only needs of a package's own tests.
+XDIST = "pytest-xdist>=3.5"
 PACKAGE_TEST_DEPS: dict[str, tuple[str, ...]] = {
-    "omni-core": ("scikit-learn>=1.3",),  # the digits oracle
+    "omni-core": ("scikit-learn>=1.3", XDIST),  # scikit-learn: the digits oracle
     "omni-executor-http": ("openai>=1.40",),
     "omni-executor-lambda": (
         "moto[s3,server]>=5.0",
         "httpx>=0.27",
+        XDIST,
     ),  # moto: a local S3 (AWS cannot be reached)
     "omni-executor-celery": ("moto[s3,server]>=5.0",),
-    "omni-executor-multiproc": ("pytest-xdist>=3.5",),
+    "omni-executor-multiproc": (XDIST,),
 }
 # Packages whose test files run two at a time (pytest-xdist, a file per worker): their tests
-# mostly wait on worker processes starting, restarting and timing out, not on the CPU.
-PARALLEL_FILES = {"omni-executor-multiproc"}
+# mostly wait on processes starting, restarting and timing out (workers, CLI runs, Lambda runtime
+# processes), not on the CPU, and they hold no fixed port. Not the HTTP package (its hostile-input
+# tests time /health under load) nor Celery (two RabbitMQ nodes would share one epmd).
+PARALLEL_FILES = {"omni-executor-multiproc", "omni-core", "omni-executor-lambda"}
+PARALLEL = ("-n", "2", "--dist", "loadfile")
 # Debian packages a package's tests start on loopback (installed by the session when missing).
 PACKAGE_SERVICES: dict[str, dict[str, str]] = {
     "omni-executor-celery": {"redis-server": "redis-server", "rabbitmq-server": "rabbitmq-server"},
@@ -258,7 +263,7 @@ def tests(session: nox.Session, package: str) -> None:
     install_services(session, PACKAGE_SERVICES.get(package, {}))
     command = ["pytest", f"packages/{package}/tests", *session.posargs]
     if package in PARALLEL_FILES:
-        command[1:1] = ["-n", "2", "--dist", "loadfile"]
+        command[1:1] = PARALLEL
     if package in LOOPBACK_ONLY:
         command.insert(1, "--capture=sys")  # Ray's log forwarding and fd capture clash at exit
         inner = " ".join(shlex.quote(part) for part in command)
@@ -269,9 +274,10 @@ def tests(session: nox.Session, package: str) -> None:
 
 @nox.session(venv_backend="none", requires=["workspace"])
 def integration(session: nox.Session) -> None:
-    """Cross-package tests in tests/, with every package installed."""
+    """Cross-package tests in tests/, with every package installed (two files at a time: Ray runs
+    in its own network namespace, every service on a free port)."""
     install_services(session, INTEGRATION_SERVICES)
-    in_workspace(session, "pytest", "tests", *session.posargs)
+    in_workspace(session, "pytest", *PARALLEL, "tests", *session.posargs)
 
 
 @nox.session(venv_backend="none", requires=["workspace"])
