@@ -9,6 +9,7 @@ gigabytes of CUDA packages.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import os
 import shlex
@@ -290,9 +291,33 @@ def examples(session: nox.Session) -> None:
     scripts = sorted((ROOT / "examples").glob("*.py"))
     if not scripts:
         session.error("examples/ has no scripts")
-    for script in scripts:
-        session.log(f"example: {script.name}")
-        in_workspace(session, "python", str(script))
+    python = WORKSPACE / "bin" / "python"
+    if not python.exists():
+        session.error(f"{python} is missing; run: nox -s workspace {session.name}")
+    env = {
+        **os.environ,
+        "VIRTUAL_ENV": str(WORKSPACE),
+        "PATH": f"{WORKSPACE / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+
+    def run(script: Path) -> tuple[Path, subprocess.CompletedProcess[str], float]:
+        started = time.monotonic()
+        done = subprocess.run(
+            [str(python), str(script)], env=env, capture_output=True, text=True, timeout=600, check=False
+        )
+        return script, done, time.monotonic() - started
+
+    # Two at a time: each mostly waits on its engine's workers or servers starting (free ports only).
+    failed = []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        for script, done, seconds in pool.map(run, scripts):
+            session.log(f"example: {script.name} (exit {done.returncode}, {seconds:.0f} s)")
+            print(done.stdout, end="", flush=True)
+            if done.returncode != 0:
+                print(done.stderr[-5000:], end="", file=sys.stderr, flush=True)
+                failed.append(script.name)
+    if failed:
+        session.error(f"examples failed: {', '.join(failed)}")
 
 
 @nox.session(venv_backend="none", requires=["workspace"])
