@@ -28,7 +28,7 @@ def readme_section(name: str) -> str:
 @pytest.mark.parametrize("how", ["file", "stdin", "-c"])
 def test_readme_python_snippet_runs_unchanged(tmp_path: Path, how: str) -> None:
     snippet = readme_section("python-api")
-    assert "__main__" not in snippet  # the point: no guard
+    assert "if __name__" not in snippet  # the point: no guard
     script = tmp_path / "snippet.py"
     script.write_text(snippet)
     if how == "file":
@@ -58,3 +58,36 @@ def test_readme_says_how_to_run_the_snippet_and_that_command_runs_it(tmp_path: P
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "(64, 64, 3) (64, 64, 3)"
+
+
+@pytest.mark.parametrize("where", ["folder", "elsewhere"])
+def test_the_snippet_pasted_into_a_file_runs_with_a_python_that_has_no_omni(
+    tmp_path: Path, where: str
+) -> None:
+    """``python3 snippet.py`` with the base interpreter (no omni: the system ``python3`` of a user)
+    in the folder where command 1 left its ``.venv``: the snippet reruns itself there. Run from
+    another folder, the .venv beside the file is found."""
+    folder = tmp_path / "clone"
+    folder.mkdir()
+    (folder / "snippet.py").write_text(readme_section("python-api"))
+    (folder / ".venv").symlink_to(sys.prefix, target_is_directory=True)
+    bare = Path(sys.base_prefix) / "bin" / "python3"
+    check = subprocess.run([str(bare), "-I", "-c", "import omni_core"], capture_output=True, check=False)
+    assert check.returncode != 0, "the base interpreter has omni installed: this test needs one without"
+    cwd = folder if where == "folder" else tmp_path
+    script = "snippet.py" if where == "folder" else "clone/snippet.py"
+    done = subprocess.run(
+        [str(bare), "-I", script], cwd=cwd, capture_output=True, text=True, timeout=240, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "(64, 64, 3) (64, 64, 3)"
+
+
+def test_the_snippet_says_what_to_do_where_there_is_no_environment(tmp_path: Path) -> None:
+    (tmp_path / "snippet.py").write_text(readme_section("python-api"))
+    bare = Path(sys.base_prefix) / "bin" / "python3"
+    done = subprocess.run(
+        [str(bare), "-I", "snippet.py"], cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 1
+    assert "has no omni: run README command 1" in done.stderr
