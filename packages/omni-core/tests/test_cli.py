@@ -90,11 +90,19 @@ def test_generate_rejects_bad_values_before_loading_any_model(tmp_path: Path) ->
     assert "max_image_pixels" in capped.stderr  # the message names what raises the cap
 
 
-def test_the_digits_model_warns_once_when_a_prompt_names_no_digit(tmp_path: Path) -> None:
+def test_the_default_model_warns_once_when_a_prompt_names_nothing_it_draws(tmp_path: Path) -> None:
     cat = omni("generate", "a cat", "-n", "3", "--executor", "inproc", "--quiet", cwd=tmp_path)
+    assert cat.returncode == 0, cat.stderr
+    assert cat.stderr.count("cannot draw 'a cat'") == 1, cat.stderr
+    assert "a red circle on a blue background" in cat.stderr  # it says what it can draw
+    seven = omni("generate", "a handwritten seven", "--executor", "inproc", "--quiet", cwd=tmp_path)
+    assert seven.returncode == 0, seven.stderr
+    assert "cannot draw" not in seven.stderr
+
+
+def test_the_digits_model_warns_once_when_a_prompt_names_no_digit(tmp_path: Path) -> None:
+    cat = omni("generate", "a cat", "-n", "3", "--model", "digits-v1", "--executor", "inproc", "--quiet",
+               cwd=tmp_path)
     assert cat.returncode == 0, cat.stderr
     assert cat.stderr.count("draws only the digits 0-9") == 1, cat.stderr
     assert "'a cat'" in cat.stderr
-    seven = omni("generate", "a handwritten seven", "--executor", "inproc", "--quiet", cwd=tmp_path)
-    assert seven.returncode == 0, seven.stderr
-    assert "draws only the digits" not in seven.stderr

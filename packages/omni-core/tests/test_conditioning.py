@@ -92,7 +92,8 @@ def test_several_images_are_each_edited_n_times(sd_engine: DiffusionEngine) -> N
 
 
 def test_a_model_without_an_image_pipeline_names_what_it_supports() -> None:
-    with DiffusionEngine(OmniDiffusionConfig(executor_class="inproc")) as engine:  # the digits model
+    config = OmniDiffusionConfig(model_name_or_path="digits-v1", executor_class="inproc")
+    with DiffusionEngine(config) as engine:
         output = engine.step([OmniDiffusionRequest("a 7", image=IMAGE, seed=1)])[0]
     assert output.error_type == "RequestValidationError"
     assert output.error_field == "image"

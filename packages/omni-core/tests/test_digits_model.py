@@ -1,4 +1,5 @@
-"""The built-in digits model: shipped, loaded with from_pretrained, and it draws the digit asked for."""
+"""The built-in digits model (digits-v1, by name): shipped, loaded with from_pretrained, and it draws the
+digit asked for."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from omni_core import DiffusionEngine, OmniDiffusionConfig, OmniDiffusionRequest
-from omni_core.models.default import SHIPPED_MODEL, default_model_path
+from omni_core.models.default import BUILTIN_MODELS, builtin_model_path
 
 sklearn = pytest.importorskip("sklearn", reason="the digits oracle needs scikit-learn (omni-core[train])")
 
@@ -33,15 +34,16 @@ def digit_requests(seeds: range) -> list[tuple[int, OmniDiffusionRequest]]:
 
 @pytest.fixture(scope="module")
 def engine() -> Iterator[DiffusionEngine]:
-    with DiffusionEngine(OmniDiffusionConfig(executor_class="inproc")) as engine:
+    with DiffusionEngine(OmniDiffusionConfig(model_name_or_path="digits-v1", executor_class="inproc")) as engine:
         yield engine
 
 
-def test_shipped_model_is_the_default_and_small() -> None:
-    assert default_model_path() == SHIPPED_MODEL
-    size = sum(f.stat().st_size for f in SHIPPED_MODEL.rglob("*") if f.is_file())
+def test_the_digits_model_ships_and_is_found_by_name() -> None:
+    shipped = builtin_model_path("digits-v1")
+    assert shipped == BUILTIN_MODELS["digits-v1"]
+    size = sum(f.stat().st_size for f in shipped.rglob("*") if f.is_file())
     assert size < 5 * 1024 * 1024
-    assert "DigitsPipeline" in (SHIPPED_MODEL / "model_index.json").read_text()
+    assert "DigitsPipeline" in (shipped / "model_index.json").read_text()
 
 
 def test_the_oracle_is_accurate_on_held_out_digits() -> None:

@@ -1,9 +1,11 @@
-"""Where omni's built-in default model lives.
+"""Where omni's built-in models live, and which one is the default.
 
-The default is ``digits-v1``: the digits model trained by
-:mod:`omni_core.models.train_digits`, shipped inside this package (a few
-hundred kilobytes of safetensors) and loaded with ``from_pretrained`` like
-any other model. If the weights are missing (a source checkout trimmed of
+The default is ``shapes-v1``: colored shapes, digits and letters at 64x64,
+trained by :mod:`omni_core.models.train_shapes` (``omni train-default``).
+``digits-v1``, the earlier default (8x8 handwritten digits, upscaled), stays
+available by name. Both ship inside this package as safetensors and load
+with ``from_pretrained`` like any other model; a name in :data:`BUILTIN_MODELS`
+is accepted wherever a model path is. If the weights are missing (a source checkout trimmed of
 package data), the tiny random-weight pipeline is built into the cache
 instead, atomically (build in a temporary folder, then rename), so worker
 processes that start together never see a half-written model.
@@ -16,8 +18,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
-DEFAULT_MODEL_NAME = "digits-v1"
-SHIPPED_MODEL = Path(__file__).parent / "weights" / DEFAULT_MODEL_NAME
+WEIGHTS = Path(__file__).parent / "weights"
+DEFAULT_MODEL_NAME = "shapes-v1"
+BUILTIN_MODELS = {"shapes-v1": WEIGHTS / "shapes-v1", "digits-v1": WEIGHTS / "digits-v1"}
+"""Built-in model names and their shipped folders: a fixed table, never a path from a request."""
+SHIPPED_MODEL = BUILTIN_MODELS[DEFAULT_MODEL_NAME]
 FALLBACK_MODEL_NAME = "tiny-random-sd-v1"
 CACHE_ENV = "OMNI_CACHE_DIR"
 
@@ -36,6 +41,12 @@ def default_model_path() -> Path:
     if (SHIPPED_MODEL / "model_index.json").is_file():
         return SHIPPED_MODEL
     return random_model_path()
+
+
+def builtin_model_path(name: str) -> Path | None:
+    """The shipped folder of built-in model ``name``, or None if ``name`` is not one."""
+    folder = BUILTIN_MODELS.get(name)
+    return folder if folder is not None and (folder / "model_index.json").is_file() else None
 
 
 def random_model_path() -> Path:

@@ -80,25 +80,76 @@ def byte_level_clip_text_encoder(
     Shared by the tiny random pipelines, the digits model and the memory benchmark's
     mid-size model, so all tokenize and encode prompts the same way: the fields that
     must agree with :func:`write_byte_level_clip_tokenizer` (vocabulary size, special
-    token ids, sequence length) are set here only; callers choose the width and depth.
+    token ids) are set here only; callers choose the width and depth.
     Needs transformers (the ``[diffusers]`` extra).
     """
+    return clip_text_encoder(
+        vocab_size=VOCAB_SIZE,
+        max_length=MODEL_MAX_LENGTH,
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size,
+        num_hidden_layers=num_hidden_layers,
+        projection_dim=projection_dim,
+    )
+
+
+def clip_text_encoder(
+    *,
+    vocab_size: int,
+    max_length: int,
+    hidden_size: int,
+    intermediate_size: int,
+    num_hidden_layers: int,
+    projection_dim: int,
+) -> Any:
+    """A small CLIP text encoder (random weights) whose ids 0 and 1 are the start and end/pad tokens."""
     from transformers import CLIPTextConfig, CLIPTextModel
 
     return CLIPTextModel(
         CLIPTextConfig(
-            vocab_size=VOCAB_SIZE,
+            vocab_size=vocab_size,
             hidden_size=hidden_size,
             intermediate_size=intermediate_size,
             num_attention_heads=4,
             num_hidden_layers=num_hidden_layers,
-            max_position_embeddings=MODEL_MAX_LENGTH,
+            max_position_embeddings=max_length,
             bos_token_id=0,
             eos_token_id=1,
             pad_token_id=1,
             projection_dim=projection_dim,
         )
     )
+
+
+def write_word_level_tokenizer(directory: Path, words: list[str], *, max_length: int) -> int:
+    """Write a case-sensitive word-level tokenizer (tokenizer.json) over ``words``; returns its size.
+
+    Loads with ``PreTrainedTokenizerFast.from_pretrained``. Ids 0 and 1 are the start
+    and end/pad tokens (as :func:`clip_text_encoder` expects), 2 is the unknown word.
+    Text is split into runs of letters, single digits and single punctuation marks.
+    """
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {BOS_TOKEN: 0, EOS_TOKEN: 1, "<|unknown|>": 2}
+    for word in words:
+        vocab.setdefault(word, len(vocab))
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<|unknown|>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(Regex(r"[A-Za-z]+|[0-9]|[^A-Za-z0-9]"), "isolated")]
+    )
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{BOS_TOKEN} $A {EOS_TOKEN}", special_tokens=[(BOS_TOKEN, 0), (EOS_TOKEN, 1)]
+    )
+    PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        bos_token=BOS_TOKEN,
+        eos_token=EOS_TOKEN,
+        pad_token=EOS_TOKEN,
+        unk_token="<|unknown|>",
+        model_max_length=max_length,
+    ).save_pretrained(directory)
+    return len(vocab)
 
 
 T5_SPECIALS = ("<pad>", "</s>", "<unk>")

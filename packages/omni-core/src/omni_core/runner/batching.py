@@ -130,6 +130,9 @@ STEP_BATCHING_PIPELINES = frozenset(
         "PixArtAlphaPipeline",
         "PixArtSigmaPipeline",
         "DigitsPipeline",
+        "ShapesPipeline",
+        "ShapesImg2ImgPipeline",
+        "ShapesInpaintPipeline",
     }
 )
 """Pipelines whose rows are independent through the denoiser (each row is its own image), so their

@@ -62,11 +62,14 @@ def to_uint8_images(images: npt.NDArray[Any]) -> list[ImageArray]:
 
 
 def resolve_model_path(model_name_or_path: str | None) -> str:
-    """A local folder, a hub id, or (for ``None``) the built-in default model's folder."""
-    if model_name_or_path is None:
-        from omni_core.models.default import default_model_path
+    """A local folder, a hub id, a built-in model's name, or (for ``None``) the default model's folder."""
+    from omni_core.models.default import builtin_model_path, default_model_path
 
+    if model_name_or_path is None:
         return str(default_model_path())
+    builtin = builtin_model_path(model_name_or_path)
+    if builtin is not None and not os.path.exists(model_name_or_path):
+        return str(builtin)
     expanded = os.path.expanduser(model_name_or_path)
     if os.path.exists(expanded):
         return expanded
@@ -594,7 +597,10 @@ def _input_pil(array: ImageArray, height: int | None, width: int | None, *, mask
 
 # omni's own pipeline classes, found by the ``_class_name`` in a model's model_index.json.
 # A fixed table, never an import path read from a model folder.
-OMNI_PIPELINES = {"DigitsPipeline": "omni_core.models.digits:DigitsPipeline"}
+OMNI_PIPELINES = {
+    "DigitsPipeline": "omni_core.models.digits:DigitsPipeline",
+    "ShapesPipeline": "omni_core.models.shapes:ShapesPipeline",
+}
 
 
 def pipeline_class_for(model_class_name: str | None, path: str, diffusers: Any) -> Any:

@@ -40,7 +40,13 @@ class PipelineSet:
         from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
 
         pipelines: dict[str, Any] = {"text": pipeline}
+        own = getattr(pipeline, "omni_task_pipelines", None)
+        # A pipeline outside diffusers' tables (omni's shapes model) may build its own edit pipelines.
+        derived_by_pipeline: dict[str, Any] = own() if callable(own) else {}
         for task, auto in (("image", AutoPipelineForImage2Image), ("inpaint", AutoPipelineForInpainting)):
+            if task in derived_by_pipeline:
+                pipelines[task] = derived_by_pipeline[task]
+                continue
             try:
                 derived = auto.from_pipe(pipeline)
             except Exception as exc:  # noqa: BLE001 - "no such pipeline for this family" takes many forms
