@@ -1,4 +1,6 @@
-"""The built-in digits model (digits-v1, no longer the default): time per image at 64x64 with its default steps, and oracle accuracy.
+"""The built-in digits model (digits-v1, no longer the default): time per image and oracle accuracy.
+
+Times one 64x64 image with the model's default steps.
 
 Baseline in the same run: calling the shipped pipeline directly with
 diffusers (``DigitsPipeline.from_pretrained``), against omni's in-process
@@ -55,7 +57,9 @@ def main() -> None:
         [sys.executable, __file__, "--direct-only", str(count)], capture_output=True, text=True, check=True
     )
     direct = float(json.loads(baseline.stdout.strip().splitlines()[-1]))
-    with DiffusionEngine(OmniDiffusionConfig(model_name_or_path="digits-v1", executor_class="inproc")) as engine:
+    with DiffusionEngine(
+        OmniDiffusionConfig(model_name_or_path="digits-v1", executor_class="inproc")
+    ) as engine:
         engine.step([OmniDiffusionRequest(prompt="1", height=64, width=64, seed=0)])
         omni = []
         outputs = []

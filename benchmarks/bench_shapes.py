@@ -100,7 +100,8 @@ def main() -> None:
         f"  oracle over {count} random prompts: subject {scores['subject']:.1%} (target >= 90 %: "
         f"{verdict(scores['subject'] >= 0.9)}), color {scores['color']:.1%} (>= 95 %: "
         f"{verdict(scores['color'] >= 0.95)}), background {scores['background']:.1%} (>= 95 %: "
-        f"{verdict(scores['background'] >= 0.95)}), size {scores['size']:.1%}, position {scores['position']:.1%}"
+        f"{verdict(scores['background'] >= 0.95)}), size {scores['size']:.1%}, "
+        f"position {scores['position']:.1%}"
     )
 
 

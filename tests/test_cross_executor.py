@@ -115,7 +115,11 @@ def test_readme_main_command_uses_the_default_executor(tmp_path: Path) -> None:
     asked = parse_prompt(found.group(1))
     assert asked is not None
     reading = read(image)
-    assert (reading.subject, reading.color, reading.background) == (asked.subject, asked.color, asked.background)
+    assert (reading.subject, reading.color, reading.background) == (
+        asked.subject,
+        asked.color,
+        asked.background,
+    )
 
 
 def test_http_in_front_of_mp_gives_the_inproc_image(
@@ -227,4 +231,5 @@ def test_every_executor_draws_what_the_prompt_composes(tmp_path: Path) -> None:
                 outputs = engine.step(asked)
             images = [output.raise_for_error().output[0] for output in outputs]
             scores = score([scene for scene, _ in pairs], images)
-            assert scores["subject"] >= 0.85 and min(scores["color"], scores["background"]) >= 0.9, (name, scores)
+            assert scores["subject"] >= 0.85, (name, scores)
+            assert min(scores["color"], scores["background"]) >= 0.9, (name, scores)

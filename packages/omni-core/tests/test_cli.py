@@ -101,8 +101,18 @@ def test_the_default_model_warns_once_when_a_prompt_names_nothing_it_draws(tmp_p
 
 
 def test_the_digits_model_warns_once_when_a_prompt_names_no_digit(tmp_path: Path) -> None:
-    cat = omni("generate", "a cat", "-n", "3", "--model", "digits-v1", "--executor", "inproc", "--quiet",
-               cwd=tmp_path)
+    cat = omni(
+        "generate",
+        "a cat",
+        "-n",
+        "3",
+        "--model",
+        "digits-v1",
+        "--executor",
+        "inproc",
+        "--quiet",
+        cwd=tmp_path,
+    )
     assert cat.returncode == 0, cat.stderr
     assert cat.stderr.count("draws only the digits 0-9") == 1, cat.stderr
     assert "'a cat'" in cat.stderr

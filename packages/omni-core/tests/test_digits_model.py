@@ -34,7 +34,9 @@ def digit_requests(seeds: range) -> list[tuple[int, OmniDiffusionRequest]]:
 
 @pytest.fixture(scope="module")
 def engine() -> Iterator[DiffusionEngine]:
-    with DiffusionEngine(OmniDiffusionConfig(model_name_or_path="digits-v1", executor_class="inproc")) as engine:
+    with DiffusionEngine(
+        OmniDiffusionConfig(model_name_or_path="digits-v1", executor_class="inproc")
+    ) as engine:
         yield engine
 
 

@@ -41,7 +41,9 @@ def test_the_oracle_reads_rendered_scenes() -> None:
     rng = random.Random(11)
     scenes = [random_scene(rng) for _ in range(100)]
     scores = score(scenes, [render(scene, rng) for scene in scenes])
-    assert scores["subject"] >= 0.97 and scores["color"] == 1.0 and scores["background"] == 1.0, scores
+    assert scores["subject"] >= 0.97, scores
+    assert scores["color"] == 1.0, scores
+    assert scores["background"] == 1.0, scores
 
 
 def test_prompts_read_back_into_their_scenes() -> None:
@@ -110,4 +112,6 @@ def test_a_prompt_it_cannot_draw_warns_once_saying_what_it_can() -> None:
         warn_if_undrawable(["a red circle", ""])
     assert len(caught) == 1
     message = str(caught[0].message)
-    assert "'a cat'" in message and "circle" in message and "A-Z" in message
+    assert "'a cat'" in message
+    assert "circle" in message
+    assert "A-Z" in message

@@ -214,8 +214,10 @@ def train_default(out: Path, steps: int | None, batch_size: int | None, seed: in
     from omni_core.models.shapes_oracle import score_model
 
     scores = score_model(out)
-    click.echo(f"wrote {out}; oracle over {scores.pop('prompts'):.0f} random prompts: "
-               + ", ".join(f"{name} {value:.1%}" for name, value in scores.items()))
+    click.echo(
+        f"wrote {out}; oracle over {scores.pop('prompts'):.0f} random prompts: "
+        + ", ".join(f"{name} {value:.1%}" for name, value in scores.items())
+    )
 
 
 def main() -> None:

@@ -49,6 +49,18 @@ def unfold(latents: torch.Tensor) -> torch.Tensor:
     return functional.pixel_shuffle(latents, FOLD)
 
 
+def prompt_summary(embeddings: torch.Tensor) -> torch.Tensor:
+    """The whole prompt in one vector: the text encoder's last position.
+
+    CLIP's text encoder is causal and omni pads every prompt to the same length,
+    so the last position has attended to every word. The UNet adds it to its
+    timestep embedding (``class_embed_type="projection"``), so every block, the
+    16x16 ones without cross-attention included, knows what to draw: learning
+    from it is much faster than from cross-attention alone.
+    """
+    return embeddings[:, -1]
+
+
 def warn_if_undrawable(prompts: list[str]) -> None:
     """The one-time warning (Python shows a warning from one place once) naming what can be drawn."""
     undrawable = next((text for text in prompts if text.strip() and parse_prompt(text) is None), None)
@@ -129,7 +141,9 @@ class ShapesPipeline(DiffusionPipeline):  # type: ignore[misc]
         callback_on_step_end_tensor_inputs: list[str] | None = None,
     ) -> Any:
         with torch.no_grad():
-            prompts, embeddings = self._prompts(prompt, negative_prompt, num_images_per_prompt, guidance_scale)
+            prompts, embeddings = self._prompts(
+                prompt, negative_prompt, num_images_per_prompt, guidance_scale
+            )
             shape = (len(prompts), self.unet.config.in_channels, NATIVE_SIZE // FOLD, NATIVE_SIZE // FOLD)
             latents = randn_tensor(shape, generator=generator, device=self.device, dtype=embeddings.dtype)
             self.scheduler.set_timesteps(num_inference_steps, device=self.device)
@@ -171,13 +185,18 @@ class ShapesPipeline(DiffusionPipeline):  # type: ignore[misc]
         callback_on_step_end: Callable[..., dict[str, Any]] | None,
         keep: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """The sampling loop; ``keep`` = (folded original, folded mask of what to keep, noise) for inpainting."""
+        """The sampling loop.
+
+        ``keep`` is (folded original, folded mask of what to keep, noise) when inpainting.
+        """
         use_guidance = guidance_scale > 1.0
         self._num_timesteps = len(timesteps)
         for index, timestep in enumerate(timesteps):
             model_input = torch.cat([latents, latents]) if use_guidance else latents
             model_input = self.scheduler.scale_model_input(model_input, timestep)
-            predicted = self.unet(model_input, timestep, encoder_hidden_states=embeddings).sample
+            predicted = self.unet(
+                model_input, timestep, encoder_hidden_states=embeddings, class_labels=prompt_summary(embeddings)
+            ).sample
             if use_guidance:
                 unconditional, conditional = predicted.chunk(2)
                 predicted = unconditional + guidance_scale * (conditional - unconditional)
@@ -199,7 +218,12 @@ class ShapesPipeline(DiffusionPipeline):  # type: ignore[misc]
         return self.scheduler.timesteps[num_inference_steps - run :]
 
     def _output(
-        self, latents: torch.Tensor, height: int | None, width: int | None, output_type: str, return_dict: bool
+        self,
+        latents: torch.Tensor,
+        height: int | None,
+        width: int | None,
+        output_type: str,
+        return_dict: bool,
     ) -> Any:
         pixels = (unfold(latents) / 2 + 0.5).clamp(0, 1)
         height, width = height or NATIVE_SIZE, width or NATIVE_SIZE
@@ -235,10 +259,14 @@ class ShapesImg2ImgPipeline(ShapesPipeline):
         if image is None:
             raise ValueError("image is required for image-to-image")
         with torch.no_grad():
-            prompts, embeddings = self._prompts(prompt, negative_prompt, num_images_per_prompt, guidance_scale)
+            prompts, embeddings = self._prompts(
+                prompt, negative_prompt, num_images_per_prompt, guidance_scale
+            )
             original = fold(_as_pixels(image, len(prompts), mask=False, device=self.device))
             timesteps = self._edit_timesteps(num_inference_steps, strength)
-            noise = randn_tensor(original.shape, generator=generator, device=self.device, dtype=original.dtype)
+            noise = randn_tensor(
+                original.shape, generator=generator, device=self.device, dtype=original.dtype
+            )
             latents = self.scheduler.add_noise(original, noise, timesteps[:1]) if len(timesteps) else original
             latents = self._denoise(latents, embeddings, timesteps, guidance_scale, callback_on_step_end)
             return self._output(latents, height, width, output_type, return_dict)
@@ -268,17 +296,26 @@ class ShapesInpaintPipeline(ShapesPipeline):
         if image is None or mask_image is None:
             raise ValueError("image and mask_image are required for inpainting")
         with torch.no_grad():
-            prompts, embeddings = self._prompts(prompt, negative_prompt, num_images_per_prompt, guidance_scale)
+            prompts, embeddings = self._prompts(
+                prompt, negative_prompt, num_images_per_prompt, guidance_scale
+            )
             original = fold(_as_pixels(image, len(prompts), mask=False, device=self.device))
             repaint = _as_pixels(mask_image, len(prompts), mask=True, device=self.device)
             kept = fold(1.0 - repaint.expand(-1, 3, -1, -1))
             timesteps = self._edit_timesteps(num_inference_steps, strength)
-            noise = randn_tensor(original.shape, generator=generator, device=self.device, dtype=original.dtype)
+            noise = randn_tensor(
+                original.shape, generator=generator, device=self.device, dtype=original.dtype
+            )
             if strength >= 1.0:
                 latents = noise * self.scheduler.init_noise_sigma
             else:
                 latents = self.scheduler.add_noise(original, noise, timesteps[:1])
             latents = self._denoise(
-                latents, embeddings, timesteps, guidance_scale, callback_on_step_end, keep=(original, kept, noise)
+                latents,
+                embeddings,
+                timesteps,
+                guidance_scale,
+                callback_on_step_end,
+                keep=(original, kept, noise),
             )
             return self._output(latents, height, width, output_type, return_dict)

@@ -57,8 +57,14 @@ def nearest_color(rgb: np.ndarray[Any, Any]) -> str:
 
 
 def _border(image: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-    return np.concatenate([image[:2].reshape(-1, 3), image[-2:].reshape(-1, 3),
-                           image[:, :2].reshape(-1, 3), image[:, -2:].reshape(-1, 3)])
+    return np.concatenate(
+        [
+            image[:2].reshape(-1, 3),
+            image[-2:].reshape(-1, 3),
+            image[:, :2].reshape(-1, 3),
+            image[:, -2:].reshape(-1, 3),
+        ]
+    )
 
 
 def foreground_mask(image: np.ndarray[Any, Any]) -> tuple[np.ndarray[Any, Any], str]:

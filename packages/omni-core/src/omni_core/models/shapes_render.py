@@ -42,8 +42,10 @@ def _font(size: int) -> Any:
 
 def _polygon(name: str, cx: float, cy: float, r: float) -> list[tuple[float, float]]:
     if name == "triangle":
-        return [(cx + r * math.cos(a), cy + 0.12 * r + r * math.sin(a))
-                for a in (-math.pi / 2, math.pi / 6, 5 * math.pi / 6)]
+        return [
+            (cx + r * math.cos(a), cy + 0.12 * r + r * math.sin(a))
+            for a in (-math.pi / 2, math.pi / 6, 5 * math.pi / 6)
+        ]
     if name == "star":
         points = []
         for k in range(10):
@@ -78,7 +80,9 @@ def _draw_shape(draw: ImageDraw.ImageDraw, name: str, cx: float, cy: float, exte
         draw.polygon(_polygon(name, cx, cy, r), fill=fill)
 
 
-def _draw_glyph(draw: ImageDraw.ImageDraw, glyph: str, cx: float, cy: float, extent: float, fill: Any) -> None:
+def _draw_glyph(
+    draw: ImageDraw.ImageDraw, glyph: str, cx: float, cy: float, extent: float, fill: Any
+) -> None:
     stroke = max(1, round(extent * 0.05))
     font = _font(max(8, round(extent * 1.32)))
     left, top, right, bottom = draw.textbbox((0, 0), glyph, font=font, stroke_width=stroke)

@@ -46,11 +46,26 @@ DEFAULT_SIZE = "medium"
 DEFAULT_POSITION = "center"
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-COLOR_WORDS = {"red": ("red",), "orange": ("orange",), "yellow": ("yellow",), "green": ("green",),
-               "blue": ("blue",), "purple": ("purple", "violet"), "white": ("white",), "black": ("black",)}
+COLOR_WORDS = {
+    "red": ("red",),
+    "orange": ("orange",),
+    "yellow": ("yellow",),
+    "green": ("green",),
+    "blue": ("blue",),
+    "purple": ("purple", "violet"),
+    "white": ("white",),
+    "black": ("black",),
+}
 SIZE_WORDS = {"small": ("small", "little", "tiny"), "large": ("large", "big", "huge")}
-SHAPE_WORDS = {"circle": ("circle", "disc", "dot"), "square": ("square", "box"), "triangle": ("triangle",),
-               "star": ("star",), "heart": ("heart",), "ring": ("ring", "donut"), "cross": ("cross", "plus")}
+SHAPE_WORDS = {
+    "circle": ("circle", "disc", "dot"),
+    "square": ("square", "box"),
+    "triangle": ("triangle",),
+    "star": ("star",),
+    "heart": ("heart",),
+    "ring": ("ring", "donut"),
+    "cross": ("cross", "plus"),
+}
 POSITION_PHRASES = {
     "center": ("in the center", "in the middle", "centered"),
     "left": ("on the left", "at the left"),
@@ -63,8 +78,25 @@ POSITION_PHRASES = {
     "bottom right": ("at the bottom right", "in the bottom right corner"),
 }
 BACKGROUND_PHRASES = ("on a {bg} background", "on {bg}", "with a {bg} background", ", {bg} background")
-FILLER_WORDS = ("a", "an", "the", "of", "drawn", "picture", "image", "handwritten", "simple", "digit",
-                "number", "letter", "capital", "shape", "please", "draw", "some")
+FILLER_WORDS = (
+    "a",
+    "an",
+    "the",
+    "of",
+    "drawn",
+    "picture",
+    "image",
+    "handwritten",
+    "simple",
+    "digit",
+    "number",
+    "letter",
+    "capital",
+    "shape",
+    "please",
+    "draw",
+    "some",
+)
 """Words the prompts use that carry no attribute (they are in the tokenizer's vocabulary)."""
 
 CAN_DRAW = (

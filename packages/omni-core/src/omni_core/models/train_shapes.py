@@ -23,8 +23,8 @@ from typing import Any
 from omni_core.models.shapes import FOLD, NATIVE_SIZE, PROMPT_TOKENS
 from omni_core.models.shapes_vocabulary import prompt_for, random_scene, vocabulary_words
 
-DEFAULT_STEPS = 1300
-DEFAULT_BATCH_SIZE = 64
+DEFAULT_STEPS = 2400
+DEFAULT_BATCH_SIZE = 32
 
 
 def build_untrained(tokenizer_dir: Path, seed: int = 0) -> tuple[Any, Any, Any, Any]:
@@ -57,6 +57,8 @@ def build_untrained(tokenizer_dir: Path, seed: int = 0) -> tuple[Any, Any, Any, 
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
         cross_attention_dim=64,
+        class_embed_type="projection",  # the prompt's summary joins the timestep embedding
+        projection_class_embeddings_input_dim=64,
         attention_head_dim=8,
         norm_num_groups=16,
     )
@@ -98,7 +100,7 @@ def train(
     import torch
     import torch.nn.functional as functional
 
-    from omni_core.models.shapes import ShapesPipeline
+    from omni_core.models.shapes import ShapesPipeline, prompt_summary
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     rng = random.Random(seed)
@@ -122,7 +124,8 @@ def train(
         t = torch.randint(0, scheduler.config.num_train_timesteps, (batch_size,), generator=generator)
         a = alphas[t].view(-1, 1, 1, 1)
         noisy = a.sqrt() * batch + (1 - a).sqrt() * noise
-        predicted = unet(noisy, t, encoder_hidden_states=text_encoder(tokens)[0]).sample
+        embeddings = text_encoder(tokens)[0]
+        predicted = unet(noisy, t, encoder_hidden_states=embeddings, class_labels=prompt_summary(embeddings)).sample
         loss = functional.mse_loss(predicted, batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
