@@ -34,7 +34,7 @@ class BatchRecorder:
     def __init__(self) -> None:
         self.calls: list[tuple[str, ...]] = []
 
-    def __call__(self, request_ids: Sequence[str], step: int, total: int) -> None:
+    def __call__(self, request_ids: Sequence[str], step: int, total: int, previews: object) -> None:
         if step == 1:
             self.calls.append(tuple(request_ids))
 

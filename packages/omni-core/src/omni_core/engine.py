@@ -9,13 +9,14 @@ hanging.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
 from omni_core.config import OmniDiffusionConfig
 from omni_core.errors import ExecutorDeadError
-from omni_core.executors.base import DiffusionExecutor, ProgressListener
+from omni_core.executors.base import DiffusionExecutor, ProgressEvent, ProgressListener
 from omni_core.request import DiffusionOutput, OmniDiffusionRequest
 from omni_core.timeouts import TimeoutWatcher
 
@@ -35,6 +36,7 @@ class DiffusionEngine:
         executor_class = config.resolve_executor_class()
         self.executor: DiffusionExecutor = executor_class(config)
         self._timeouts = TimeoutWatcher(self.executor.abort)
+        self._progress = ProgressRouter(self.executor)
         self._closed = False
 
     @classmethod
@@ -53,19 +55,32 @@ class DiffusionEngine:
             return [future.result() for future in futures]
         return self.executor.execute_model(list(requests))
 
-    def submit(self, request: OmniDiffusionRequest) -> Future[DiffusionOutput]:
+    def submit(
+        self, request: OmniDiffusionRequest, *, on_progress: ProgressListener | None = None
+    ) -> Future[DiffusionOutput]:
         """Queue one request; the future resolves to its output.
 
         With a timeout (the request's, else ``config.request_timeout``) the future
         resolves to a ``RequestTimeoutError`` output once it passes, and the
-        request is aborted.
+        request is aborted. ``on_progress`` is called with this request's
+        :class:`ProgressEvent` after each denoising step, from an executor thread,
+        until the future is done; the events carry ``preview`` images where the
+        request asks for ``partial_images`` and the executor can see its steps.
         """
         self._check_open()
-        future = self.executor.submit(request)
+        if on_progress is not None:
+            self._progress.follow(request.request_id, on_progress)
+        try:
+            future = self.executor.submit(request)
+        except BaseException:
+            self._progress.unfollow(request.request_id)
+            raise
         seconds = self._timeout_of(request)
-        if seconds is None:
-            return future
-        return self._timeouts.watch(request.request_id, seconds, future)
+        if seconds is not None:
+            future = self._timeouts.watch(request.request_id, seconds, future)
+        if on_progress is not None:
+            future.add_done_callback(lambda _: self._progress.unfollow(request.request_id))
+        return future
 
     def _timeout_of(self, request: OmniDiffusionRequest) -> float | None:
         timeout = getattr(request, "timeout", None)
@@ -117,3 +132,35 @@ class DiffusionEngine:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class ProgressRouter:
+    """Hands each request's progress events to the callback its ``submit`` gave.
+
+    One listener on the executor and a dict by request id, rather than one listener per
+    request: with hundreds of requests in flight each event would otherwise be offered to all.
+    """
+
+    def __init__(self, executor: DiffusionExecutor) -> None:
+        self._executor = executor
+        self._callbacks: dict[str, ProgressListener] = {}
+        self._lock = threading.Lock()
+        self._listening = False
+
+    def follow(self, request_id: str, callback: ProgressListener) -> None:
+        with self._lock:
+            self._callbacks[request_id] = callback
+            start = not self._listening
+            self._listening = True
+        if start:
+            self._executor.add_progress_listener(self._route)
+
+    def unfollow(self, request_id: str) -> None:
+        with self._lock:
+            self._callbacks.pop(request_id, None)
+
+    def _route(self, event: ProgressEvent) -> None:
+        with self._lock:
+            callback = self._callbacks.get(event.request_id)
+        if callback is not None:
+            callback(event)

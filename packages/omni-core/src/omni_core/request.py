@@ -63,6 +63,10 @@ class OmniDiffusionRequest:
     seed: int | None = None
     num_outputs_per_prompt: int = 1
     return_trajectory: bool = False
+    partial_images: int = 0
+    """Previews to send while denoising (OpenAI's ``partial_images``), at evenly spaced steps; each
+    is the model's current estimate of the final image. They arrive as :class:`ProgressEvent`
+    ``preview`` (``engine.submit(request, on_progress=...)``). Fewer come when there are fewer steps."""
     request_id: str = field(default_factory=new_request_id)
     # Scheduling: lower priority runs first; deadline is a Unix time in seconds.
     priority: int = 0

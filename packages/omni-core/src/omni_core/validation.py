@@ -76,6 +76,10 @@ DEFAULT_EXTRA_DENIED = frozenset(
 """The config's default ``extra_denied``; an operator may replace it."""
 
 
+MAX_PARTIAL_IMAGES = 3
+"""Previews one request may ask for: OpenAI's limit for ``partial_images``."""
+
+
 @dataclass(frozen=True)
 class RequestLimits:
     """Caps a deployment puts on requests; built from the config's ``max_*`` fields."""
@@ -200,6 +204,11 @@ def validate_request(request: OmniDiffusionRequest, limits: RequestLimits) -> No
         )
     if not isinstance(request.return_trajectory, bool):
         raise RequestValidationError("return_trajectory", "must be true or false")
+    _check_int("partial_images", request.partial_images)
+    if not 0 <= request.partial_images <= MAX_PARTIAL_IMAGES:
+        raise RequestValidationError(
+            "partial_images", f"must be between 0 and {MAX_PARTIAL_IMAGES}, got {request.partial_images}"
+        )
     validate_conditioning(request, limits)
     validate_extra(request.extra, limits)
     validate_lora(request, limits)

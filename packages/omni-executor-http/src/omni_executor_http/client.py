@@ -28,6 +28,7 @@ from omni_core import (
     RequestValidationError,
 )
 from omni_core.executors import above, at_least, decode_png_b64, failure_from_fields, parse_retry_after
+from omni_executor_http.event_stream import PreviewSink, read_event_stream
 from omni_executor_http.protocol import WirePayload
 from omni_executor_http.retry import (
     MAYBE_RAN_STATUSES,
@@ -113,13 +114,23 @@ class ImageServerClient:
             ),
         )
 
-    def generate(self, wire: WirePayload, *, idempotent: bool) -> dict[str, Any]:
-        """POST ``wire``; the answer, ``RetryableHTTPError`` if it may be sent again, else the failure."""
+    def generate(
+        self, wire: WirePayload, *, idempotent: bool, on_preview: PreviewSink | None = None
+    ) -> dict[str, Any]:
+        """POST ``wire``; the answer, ``RetryableHTTPError`` if it may be sent again, else the failure.
+
+        A streamed request (``wire.streamed``) is read as Server-Sent Events: each preview is
+        handed to ``on_preview`` as it arrives, and the completed images become the same answer
+        a plain request gets.
+        """
+        content: dict[str, Any] = (
+            {"json": wire.json} if wire.json is not None else {"data": wire.data, "files": wire.files}
+        )
         try:
-            if wire.json is not None:
-                response = self.http.post(wire.path, json=wire.json)
-            else:
-                response = self.http.post(wire.path, data=wire.data, files=wire.files)
+            with self.http.stream("POST", wire.path, **content) as response:
+                if response.status_code == 200 and wire.streamed:
+                    return read_event_stream(response, on_preview)
+                response.read()
         except httpx.TransportError as exc:
             detail = f"{type(exc).__name__}: {exc or 'connection failed'} ({self.base_url})"
             if never_reached_server(exc) or idempotent:
@@ -194,14 +205,17 @@ def server_error(response: httpx.Response) -> OmniError:
     server is classified from its status: 400/422 name a bad field (``param``),
     408/504 a timeout, anything else is a remote error with the server's words.
     """
-    status = response.status_code
     try:
         body = response.json()
     except ValueError:
         body = None
+    return failure_from_body(response.status_code, body, response.text[:500] or response.reason_phrase)
+
+
+def failure_from_body(status: int, body: Any, text: str) -> OmniError:
+    """An error body (an answer's, or a stream's ``error`` event) in omni's classes."""
     error = body.get("error") if isinstance(body, dict) else None
     if not isinstance(error, dict):
-        text = response.text[:500] or response.reason_phrase
         return RemoteError(f"HTTP {status}: {text}", retryable=False)
     message = str(error.get("message"))
     param = error.get("param") if isinstance(error.get("param"), str) else None

@@ -24,6 +24,7 @@ from omni_executor_http.client import (
     output_from_payload,
     rpc_path,
 )
+from omni_executor_http.event_stream import RemotePreviews
 from omni_executor_http.protocol import build_payload
 from omni_executor_http.retry import RetryableHTTPError
 
@@ -59,8 +60,9 @@ class HTTPDiffusionExecutor(DiffusionExecutor):
         started = time.perf_counter()
         try:
             body = build_payload(request, model=self.options.model)
+            previews = RemotePreviews(request, self._emit_progress) if request.partial_images else None
             payload, attempts = call_with_retries(
-                lambda: self.server.generate(body, idempotent=request.seed is not None),
+                lambda: self.server.generate(body, idempotent=request.seed is not None, on_preview=previews),
                 max_retries=self.options.max_retries,
                 base=self.options.backoff_base,
                 cap=self.options.backoff_max,

@@ -31,6 +31,7 @@ from omni_executor_http.client import (
     rpc_path,
 )
 from omni_executor_http.discovery import discovery_for
+from omni_executor_http.event_stream import RemotePreviews
 from omni_executor_http.fleet import Fleet, Server
 from omni_executor_http.protocol import build_payload
 from omni_executor_http.retry import RetryableHTTPError
@@ -97,6 +98,7 @@ class ExternalDiffusionExecutor(DiffusionExecutor):
         except OmniError as exc:
             return DiffusionOutput.failure(request.request_id, exc)
         idempotent = request.seed is not None
+        previews = RemotePreviews(request, self._emit_progress) if request.partial_images else None
         skip: set[str] = set()
         attempts = 0
         while True:
@@ -116,7 +118,7 @@ class ExternalDiffusionExecutor(DiffusionExecutor):
                 continue
             attempts += 1
             try:
-                payload = server.client.generate(body, idempotent=idempotent)
+                payload = server.client.generate(body, idempotent=idempotent, on_preview=previews)
             except RetryableHTTPError as exc:
                 self._set_aside(server, exc)
                 skip.add(server.url)

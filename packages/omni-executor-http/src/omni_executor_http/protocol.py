@@ -28,25 +28,22 @@ from omni_core.executors import (
     open_input_image,
     parse_size,
 )
+from omni_executor_http.output import OUTPUT_FIELDS, QUALITY_STEPS, OutputOptions, parse_output_options
 
 GENERATIONS_PATH = "/v1/images/generations"
 EDITS_PATH = "/v1/images/edits"
+IMAGE_CONTENT_PATH = "/v1/images/{image_id}/content"
+"""Where ``response_format=url`` images are read (with the same API key)."""
 
 # OpenAI fields a client may send that do not change what a diffusion model draws.
-IGNORED_OPENAI_FIELDS = frozenset(
-    {"model", "quality", "style", "moderation", "safety_identifier", "output_compression"}
-)
+IGNORED_OPENAI_FIELDS = frozenset({"model", "style", "safety_identifier"})
 DIFFUSION_FIELDS = ("negative_prompt", "num_inference_steps", "guidance_scale", "seed")
 SUPPORTED_FIELDS = frozenset(
     {
         "prompt",
         "n",
         "size",
-        "response_format",
         "user",
-        "background",
-        "output_format",
-        "stream",
         "priority",
         "timeout",
         "extra_params",
@@ -55,13 +52,16 @@ SUPPORTED_FIELDS = frozenset(
     }
     | set(DIFFUSION_FIELDS)
     | IGNORED_OPENAI_FIELDS
+    | OUTPUT_FIELDS
 )
 EDIT_IMAGE_FIELDS = ("image", "image[]")
 """A single image, or several as the ``openai`` client sends a list (``image[]``)."""
 EDIT_MASK_FIELD = "mask"
 EDIT_FIELDS = SUPPORTED_FIELDS | {"strength", "input_fidelity"}
 """The edit form's text fields (its files are :data:`EDIT_IMAGE_FIELDS` and ``mask``)."""
-FORM_INTEGERS = frozenset({"n", "num_inference_steps", "seed", "priority", "output_compression"})
+FORM_INTEGERS = frozenset(
+    {"n", "num_inference_steps", "seed", "priority", "output_compression", "partial_images"}
+)
 FORM_NUMBERS = frozenset({"guidance_scale", "strength", "timeout", "lora_scale"})
 EXTRA_FORM_PREFIX = "extra_params["
 MAX_JSON_DEPTH = 32
@@ -125,6 +125,14 @@ class APIError(Exception):
 
 def invalid(param: str | None, message: str, code: str = "invalid_value") -> APIError:
     return APIError(400, message, param=param, code=code)
+
+
+@dataclass(frozen=True)
+class ParsedRequest:
+    """A client's request: what to draw (``request``) and how to deliver it (``options``)."""
+
+    request: OmniDiffusionRequest
+    options: OutputOptions
 
 
 def parse_json_body(raw: bytes, *, max_depth: int, field: str | None = None) -> Any:
@@ -227,7 +235,7 @@ def _number(body: dict[str, Any], name: str) -> float | None:
     return number
 
 
-def parse_generation_request(body: Any, limits: RequestLimits, *, request_id: str) -> OmniDiffusionRequest:
+def parse_generation_request(body: Any, limits: RequestLimits, *, request_id: str) -> ParsedRequest:
     """Validate an OpenAI-style body and build the omni request; :class:`APIError` names the field."""
     if not isinstance(body, dict):
         raise invalid(None, "request body must be a JSON object")
@@ -241,7 +249,7 @@ def parse_edit_request(
     limits: RequestLimits,
     *,
     request_id: str,
-) -> OmniDiffusionRequest:
+) -> ParsedRequest:
     """An edit form (text fields already typed by :func:`form_values`) as an omni request.
 
     Each image is decoded by core's :func:`~omni_core.images.decode_input_image`: its
@@ -364,7 +372,7 @@ def _build_request(
     *,
     request_id: str,
     conditioning: dict[str, Any] | None = None,
-) -> OmniDiffusionRequest:
+) -> ParsedRequest:
     unknown = sorted(set(body) - supported)
     if unknown:
         raise invalid(
@@ -377,15 +385,10 @@ def _build_request(
     prompt = body["prompt"]
     if not isinstance(prompt, str):
         raise invalid("prompt", f"prompt must be a string, got {type(prompt).__name__}")
-    response_format = body.get("response_format") or "b64_json"
-    if response_format != "b64_json":
-        raise invalid("response_format", "only response_format 'b64_json' is supported (no image hosting)")
-    if (body.get("output_format") or "png") != "png":
-        raise invalid("output_format", "only output_format 'png' is supported")
-    if body.get("background") == "transparent":
-        raise invalid("background", "transparent backgrounds are not supported; use 'auto' or 'opaque'")
-    if body.get("stream"):
-        raise invalid("stream", "streaming is not supported; leave stream unset or false")
+    options = parse_output_options(body, invalid)
+    steps = _typed(body, "num_inference_steps", int, "an integer")
+    if steps is None:
+        steps = QUALITY_STEPS[options.quality]
     n = _typed(body, "n", int, "an integer")  # its range is the deployment's limit, checked below
     height, width = parse_wire_size(body.get("size"))
     guidance = _number(body, "guidance_scale")
@@ -396,7 +399,7 @@ def _build_request(
         negative_prompt=_typed(body, "negative_prompt", str, "a string"),
         height=height,
         width=width,
-        num_inference_steps=_typed(body, "num_inference_steps", int, "an integer"),
+        num_inference_steps=steps,
         guidance_scale=guidance,
         seed=_typed(body, "seed", int, "an integer"),
         num_outputs_per_prompt=n if n is not None else 1,
@@ -407,6 +410,7 @@ def _build_request(
         extra=extra if extra is not None else {},
         lora=_typed(body, "lora", str, "a string"),
         lora_scale=_number(body, "lora_scale"),
+        partial_images=options.partial_images,
         **(conditioning or {}),
     )
     try:
@@ -414,7 +418,7 @@ def _build_request(
     except RequestValidationError as exc:
         param = wire_field(exc.field)
         raise invalid(param, f"{param}: {exc.reason}") from None
-    return request
+    return ParsedRequest(request, options)
 
 
 @dataclass
@@ -426,6 +430,11 @@ class WirePayload:
     data: dict[str, str] = field(default_factory=dict)
     files: list[tuple[str, tuple[str, bytes, str]]] = field(default_factory=list)
 
+    @property
+    def streamed(self) -> bool:
+        """Whether the server is asked for Server-Sent Events (the request wants previews)."""
+        return bool((self.json or {}).get("stream")) or self.data.get("stream") == "true"
+
 
 def build_payload(request: OmniDiffusionRequest, *, model: str | None = None) -> WirePayload:
     """Where and how to send ``request``: generations as JSON, image requests as an edit form."""
@@ -434,9 +443,7 @@ def build_payload(request: OmniDiffusionRequest, *, model: str | None = None) ->
         return WirePayload(GENERATIONS_PATH, json=body)
     if request.strength is not None:
         body["strength"] = request.strength
-    data = {
-        name: json.dumps(value) if isinstance(value, dict) else str(value) for name, value in body.items()
-    }
+    data = {name: _form_text(value) for name, value in body.items()}
     images = request.images
     image_field = "image" if len(images) == 1 else "image[]"
     files = [
@@ -445,6 +452,14 @@ def build_payload(request: OmniDiffusionRequest, *, model: str | None = None) ->
     if request.mask_image is not None:
         files.append((EDIT_MASK_FIELD, ("mask.png", _png("mask_image", request.mask_image), "image/png")))
     return WirePayload(EDITS_PATH, data=data, files=files)
+
+
+def _form_text(value: Any) -> str:
+    if isinstance(value, dict):
+        return json.dumps(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def _png(name: str, image: Any) -> bytes:
@@ -483,4 +498,8 @@ def build_generation_body(request: OmniDiffusionRequest, *, model: str | None = 
         body["lora"] = request.lora
     if request.lora_scale is not None:
         body["lora_scale"] = request.lora_scale
+    if request.partial_images:
+        # Previews travel as OpenAI's stream events; other servers that cannot stream refuse it.
+        body["stream"] = True
+        body["partial_images"] = request.partial_images
     return body

@@ -119,11 +119,11 @@ class MultiProcDiffusionExecutor(QueuedDiffusionExecutor[WorkerHandle]):
     def _on_message(self, worker: WorkerHandle, message: tuple[Any, ...]) -> None:
         kind = message[0]
         if kind == "progress":
-            _, _, request_ids, step, total = message
+            _, _, request_ids, step, total, previews = message
             if step == 1:
                 self._note_started(request_ids)
             for request_id in request_ids:
-                self._emit_progress(ProgressEvent(request_id, step, total))
+                self._emit_progress(ProgressEvent(request_id, step, total, previews.get(request_id)))
         elif kind in ("result", "outputs"):
             _, batch_id, outputs, packed = message
             for output, images in zip(outputs, unpack_images(packed), strict=True):

@@ -169,8 +169,8 @@ class WorkerLoop:
         """Step mode: the requests join the running batch; each output is sent when it is done."""
         from omni_executor_multiproc.transport import pack_images
 
-        def on_step(request_ids: Sequence[str], step: int, total: int) -> None:
-            self.sender.send(("progress", batch_id, list(request_ids), step, total))
+        def on_step(request_ids: Sequence[str], step: int, total: int, previews: Any) -> None:
+            self.sender.send(("progress", batch_id, list(request_ids), step, total, dict(previews)))
 
         def deliver(output: Any) -> None:
             images = output.output
@@ -185,8 +185,8 @@ class WorkerLoop:
     def _execute(self, batch_id: int, requests: Sequence[Any]) -> None:
         from omni_executor_multiproc.transport import pack_images
 
-        def on_step(request_ids: Sequence[str], step: int, total: int) -> None:
-            self.sender.send(("progress", batch_id, list(request_ids), step, total))
+        def on_step(request_ids: Sequence[str], step: int, total: int, previews: Any) -> None:
+            self.sender.send(("progress", batch_id, list(request_ids), step, total, dict(previews)))
             self._read_between_steps()
 
         started = time.perf_counter()

@@ -56,13 +56,13 @@ class DiffusionActor:
         }
 
     def execute(self, requests: Sequence[Any]) -> list[Any]:
-        def on_step(request_ids: Sequence[str], step: int, total: int) -> None:
+        def on_step(request_ids: Sequence[str], step: int, total: int, previews: Any) -> None:
             with self._progress_lock:
-                self._progress.append((list(request_ids), step, total))
+                self._progress.append((list(request_ids), step, total, dict(previews)))
 
         return self.runner.execute(requests, on_step=on_step)
 
-    def progress(self) -> list[tuple[list[str], int, int]]:
+    def progress(self) -> list[tuple[list[str], int, int, dict[str, Any]]]:
         """Denoising steps finished since the last call."""
         with self._progress_lock:
             events = list(self._progress)

@@ -269,9 +269,9 @@ class RayDiffusionExecutor(QueuedDiffusionExecutor[ActorSlot]):
                     events = ray.get(slot.handle.progress.remote(), timeout=5)
                 except ray.exceptions.RayError:
                     continue  # a dead actor is reported by its result
-                for request_ids, step, total in events:
+                for request_ids, step, total, previews in events:
                     for request_id in request_ids:
-                        self._emit_progress(ProgressEvent(request_id, step, total))
+                        self._emit_progress(ProgressEvent(request_id, step, total, previews.get(request_id)))
 
     # --------------------------------------------------------------- rpc, health
 

@@ -11,7 +11,7 @@ import click
 
 from omni_core._version import __version__
 from omni_core.cli.parsing import engine_options, parse_cli_size, parse_options
-from omni_core.cli.progress import StepProgress
+from omni_core.cli.progress import PreviewWriter, StepProgress
 from omni_core.errors import OmniError, RequestValidationError
 from omni_core.registry import (
     DEFAULT_EXECUTOR,
@@ -19,6 +19,7 @@ from omni_core.registry import (
     install_hint,
     installed_executor_entry_points,
 )
+from omni_core.validation import MAX_PARTIAL_IMAGES
 
 CLI_ENTRY_POINT_GROUP = "omni.cli"
 # Request fields → the generate flag that sets them, so an error names what the user typed.
@@ -80,6 +81,19 @@ def cli() -> None:
 @click.option("--negative-prompt", default=None)
 @click.option("--seed", type=int, default=None, help="random seed [default: random, printed]")
 @click.option("-n", "num_outputs", type=int, default=1, show_default=True, help="images for this prompt")
+@click.option(
+    "--preview-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="write preview images here while denoising (preview-1.png, ...), to watch the image form",
+)
+@click.option(
+    "--previews",
+    type=click.IntRange(1, MAX_PARTIAL_IMAGES),
+    default=MAX_PARTIAL_IMAGES,
+    show_default=True,
+    help="how many previews --preview-dir gets",
+)
 @click.option("--quiet", is_flag=True, help="no progress bar")
 def generate(
     prompt: str,
@@ -94,6 +108,8 @@ def generate(
     negative_prompt: str | None,
     seed: int | None,
     num_outputs: int,
+    preview_dir: Path | None,
+    previews: int,
     quiet: bool,
 ) -> None:
     """Generate images for PROMPT and write them as PNG."""
@@ -120,6 +136,7 @@ def generate(
             guidance_scale=guidance,
             seed=seed,
             num_outputs_per_prompt=num_outputs,
+            partial_images=previews if preview_dir is not None else 0,
         )
         # Everything that does not need the model is checked before the model loads (seconds).
         validate_request(request, RequestLimits.from_config(config))
@@ -131,7 +148,8 @@ def generate(
         ):
             remove = engine.add_progress_listener(progress)
             try:
-                output = engine.submit(request).result()
+                writer = PreviewWriter(preview_dir) if preview_dir is not None else None
+                output = engine.submit(request, on_progress=writer).result()
             finally:
                 remove()
     except RequestValidationError as exc:

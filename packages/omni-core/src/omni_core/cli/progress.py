@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from types import TracebackType
 
 from tqdm import tqdm
@@ -50,3 +51,28 @@ class StepProgress:
             self.finish()
         else:
             self._bar.close()
+
+
+class PreviewWriter:
+    """Writes each preview a request sends as PNG files into a folder, as they arrive.
+
+    ``preview-1.png`` is the first (``preview-1-2.png`` the second image's, with ``-n``);
+    a person can keep the folder open in an image viewer and watch the picture form.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.written: list[Path] = []
+
+    def __call__(self, event: ProgressEvent) -> None:
+        if event.preview is None:
+            return
+        from omni_core.images import to_pil
+
+        many = len(event.preview.images) > 1
+        for number, image in enumerate(event.preview.images, start=1):
+            suffix = f"-{number}" if many else ""
+            path = self.directory / f"preview-{event.preview.index + 1}{suffix}.png"
+            to_pil(image).save(path)
+            self.written.append(path)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from omni_core.errors import ExecutorDeadError
 from omni_core.executors.options import NoOptions, parse_executor_options
+from omni_core.previews import Preview
 from omni_core.request import DiffusionOutput, OmniDiffusionRequest
 
 if TYPE_CHECKING:
@@ -33,11 +34,16 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ProgressEvent:
-    """One denoising step finished for ``request_id`` (``step`` counts from 1)."""
+    """One denoising step finished for ``request_id`` (``step`` counts from 1).
+
+    ``preview`` is set on the steps where the request asked for a preview image
+    (``OmniDiffusionRequest.partial_images``), by executors that can carry one.
+    """
 
     request_id: str
     step: int
     total_steps: int
+    preview: Preview | None = None
 
 
 ProgressListener = Callable[[ProgressEvent], None]

@@ -12,7 +12,7 @@ admits them at its next denoising step.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +20,7 @@ from omni_core.errors import ExecutorDeadError
 from omni_core.executors.base import ProgressEvent
 from omni_core.executors.options import at_least
 from omni_core.executors.queued import Batch, QueuedDiffusionExecutor
+from omni_core.previews import Preview
 from omni_core.runner.model_runner import DiffusionModelRunner
 
 
@@ -66,9 +67,11 @@ class InProcDiffusionExecutor(QueuedDiffusionExecutor[DiffusionModelRunner]):
         outputs = batch.slot.execute(batch.requests, on_step=self._report_steps)
         self._complete_batch(batch.batch_id, outputs)
 
-    def _report_steps(self, request_ids: Sequence[str], step: int, total: int) -> None:
+    def _report_steps(
+        self, request_ids: Sequence[str], step: int, total: int, previews: Mapping[str, Preview]
+    ) -> None:
         for request_id in request_ids:
-            self._emit_progress(ProgressEvent(request_id, step, total))
+            self._emit_progress(ProgressEvent(request_id, step, total, previews.get(request_id)))
 
     def _abort_running(self, batch: Batch[DiffusionModelRunner], request_id: str) -> bool:
         return batch.slot.cancel(request_id)

@@ -195,7 +195,10 @@ class ShapesPipeline(DiffusionPipeline):  # type: ignore[misc]
             model_input = torch.cat([latents, latents]) if use_guidance else latents
             model_input = self.scheduler.scale_model_input(model_input, timestep)
             predicted = self.unet(
-                model_input, timestep, encoder_hidden_states=embeddings, class_labels=prompt_summary(embeddings)
+                model_input,
+                timestep,
+                encoder_hidden_states=embeddings,
+                class_labels=prompt_summary(embeddings),
             ).sample
             if use_guidance:
                 unconditional, conditional = predicted.chunk(2)
@@ -216,6 +219,10 @@ class ShapesPipeline(DiffusionPipeline):  # type: ignore[misc]
         self.scheduler.set_timesteps(num_inference_steps, device=self.device)
         run = min(int(num_inference_steps * strength), num_inference_steps)
         return self.scheduler.timesteps[num_inference_steps - run :]
+
+    def omni_preview(self, x0: torch.Tensor) -> np.ndarray[Any, Any]:
+        """The x0 estimate as 64x64 RGB in [0, 1]: exact (the model works on folded pixels)."""
+        return np.asarray((unfold(x0) / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).float().cpu().numpy())
 
     def _output(
         self,

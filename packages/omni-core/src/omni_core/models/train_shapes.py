@@ -125,7 +125,9 @@ def train(
         a = alphas[t].view(-1, 1, 1, 1)
         noisy = a.sqrt() * batch + (1 - a).sqrt() * noise
         embeddings = text_encoder(tokens)[0]
-        predicted = unet(noisy, t, encoder_hidden_states=embeddings, class_labels=prompt_summary(embeddings)).sample
+        predicted = unet(
+            noisy, t, encoder_hidden_states=embeddings, class_labels=prompt_summary(embeddings)
+        ).sample
         loss = functional.mse_loss(predicted, batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

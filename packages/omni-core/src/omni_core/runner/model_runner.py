@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import json
@@ -11,7 +12,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -21,6 +22,7 @@ import numpy.typing as npt
 from omni_core.errors import ModelError, ModelLoadError, RequestCancelledError, RequestValidationError
 from omni_core.lora import parse_loras
 from omni_core.pipeline_arguments import call_value, check_argument_values
+from omni_core.previews import Preview, preview_steps
 from omni_core.request import DiffusionOutput, OmniDiffusionRequest
 from omni_core.runner.argument_checks import check_schedule_arguments, refusals_as_validation
 from omni_core.runner.batching import (
@@ -33,6 +35,7 @@ from omni_core.runner.batching import (
 from omni_core.runner.calibration import Calibration, calibrate
 from omni_core.runner.lora import LoadedLoras
 from omni_core.runner.pipelines import PipelineSet
+from omni_core.runner.previews import X0Capture, decode_preview
 from omni_core.runner.step_batching import Deliver, StepBatcher
 from omni_core.validation import (
     SIZE_MULTIPLE,
@@ -48,8 +51,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-StepCallback = Callable[[Sequence[str], int, int], None]
-"""``(request_ids, step, total_steps)`` after every denoising step of a batch."""
+StepCallback = Callable[[Sequence[str], int, int, Mapping[str, Preview]], None]
+"""``(request_ids, step, total_steps, previews)`` after every denoising step of a batch; ``previews``
+holds the requests that asked for a preview at this step (usually none)."""
 
 MAX_RANDOM_SEED = 2**31 - 1
 CALIBRATION_PROMPT = "a 7"
@@ -521,14 +525,21 @@ class DiffusionModelRunner:
                     timesteps.append(float(timestep))
                 if on_step is not None:
                     total = int(getattr(pipe, "num_timesteps", 0) or first.num_inference_steps or 0)
-                    on_step(request_ids, step + 1, total)
+                    previews = _previews_at(pipe, batch, step + 1, total, capture.latest) if capture else {}
+                    on_step(request_ids, step + 1, total, previews)
                 self._raise_if_cancelled(request_ids)
                 return callback_kwargs
 
             kwargs["callback_on_step_end"] = step_end
 
+        wants_previews = on_step is not None and any(item.request.partial_images for item in batch)
+        capture = X0Capture() if wants_previews and hasattr(pipeline, "scheduler") else None
         started = time.perf_counter()
-        with torch.inference_mode(), refusals_as_validation(first.request.extra, _denoiser_of(pipeline)):
+        with (
+            torch.inference_mode(),
+            refusals_as_validation(first.request.extra, _denoiser_of(pipeline)),
+            capture.installed(pipeline.scheduler) if capture else contextlib.nullcontext(),
+        ):
             result = pipeline(**kwargs)
         elapsed = time.perf_counter() - started
         raw = np.asarray(result.images)
@@ -568,7 +579,27 @@ def _denoiser_of(pipeline: Any) -> Any:
 
 
 def _report_forward(on_step: StepCallback, request_ids: list[str], total: int, forwards: int) -> None:
-    on_step(request_ids, forwards, max(total, forwards))
+    on_step(request_ids, forwards, max(total, forwards), {})
+
+
+def _previews_at(
+    pipeline: Any, batch: list[PlannedRequest], step: int, total: int, x0: Any
+) -> dict[str, Preview]:
+    """The previews due after ``step`` of ``total``: one per request whose schedule has this step,
+    decoded from the batch's x0 estimate (once, for all of them)."""
+    previews: dict[str, Preview] = {}
+    decoded: list[ImageArray] | None = None
+    row = 0
+    for item in batch:
+        schedule = preview_steps(total, item.request.partial_images)
+        if step in schedule:
+            if decoded is None:
+                decoded = decode_preview(pipeline, x0, item.height, item.width) or []
+            images = tuple(decoded[row : row + item.num_images])
+            if len(images) == item.num_images:
+                previews[item.request.request_id] = Preview(schedule.index(step), images)
+        row += item.num_images
+    return previews
 
 
 def check_denoising_steps(request: OmniDiffusionRequest, steps: int | None, defaults: dict[str, Any]) -> None:

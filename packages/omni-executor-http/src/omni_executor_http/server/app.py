@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,18 +27,21 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from omni_core import DiffusionEngine, DiffusionOutput, OmniDiffusionRequest, RequestLimits
-from omni_core.executors import ProgressEvent, encode_png_b64
+from omni_core.executors import ProgressEvent
+from omni_executor_http.output import OutputOptions, usage_for
 from omni_executor_http.protocol import (
     EDIT_IMAGE_FIELDS,
     EDIT_MASK_FIELD,
     EDITS_PATH,
     GENERATIONS_PATH,
+    IMAGE_CONTENT_PATH,
     MAX_JSON_DEPTH,
     APIError,
+    ParsedRequest,
     form_values,
     invalid,
     parse_edit_request,
@@ -46,7 +49,16 @@ from omni_executor_http.protocol import (
     parse_json_body,
 )
 from omni_executor_http.server.failures import api_error_for, retry_after_header
+from omni_executor_http.server.image_store import DEFAULT_IMAGE_URL_TTL, ImageStore
 from omni_executor_http.server.metrics import ServerMetrics
+from omni_executor_http.server.streaming import (
+    DONE,
+    completed_events,
+    error_event,
+    next_item,
+    preview_events,
+    sse,
+)
 from omni_executor_http.server.uploads import UploadBudget
 
 logger = logging.getLogger(__name__)
@@ -75,6 +87,10 @@ class ServerSettings:
     """Largest file an edit may upload (each image, and the mask)."""
     max_upload_bytes_in_flight: int | None = None
     """Edit bodies read and parsed at once (:mod:`.uploads`); ``None``: two maximum-size edits."""
+    image_url_ttl: float = DEFAULT_IMAGE_URL_TTL
+    """Seconds an image made for ``response_format=url`` stays readable (:mod:`.image_store`)."""
+    max_stored_images: int = 1024
+    max_stored_bytes: int = 256 * 1024 * 1024
 
     @property
     def max_edit_body_bytes(self) -> int:
@@ -184,14 +200,15 @@ def create_app(
         return endpoint
 
     uploads = UploadBudget(settings.upload_budget_bytes)
+    images = ImageStore(
+        ttl=settings.image_url_ttl, max_images=settings.max_stored_images, max_bytes=settings.max_stored_bytes
+    )
 
     async def generations(request: Request) -> Response:
         with client_input("generations"):
             body = await _read_json(request, settings)
-            omni_request = parse_generation_request(
-                body, settings.limits, request_id=f"img-{uuid.uuid4().hex}"
-            )
-        return await respond(request, omni_request)
+            parsed = parse_generation_request(body, settings.limits, request_id=f"img-{uuid.uuid4().hex}")
+        return await respond(request, parsed, "image_generation")
 
     async def edits(request: Request) -> Response:
         cap = edit_body_cap(request.headers.get("content-type", ""), settings)
@@ -199,12 +216,27 @@ def create_app(
             raw = await _read_body(request, cap, settings.body_timeout)
             # Parsing the form and decoding its images are CPU work: off the event loop, so that
             # /health and every other request go on while a large or hostile upload is read.
-            omni_request = await run_in_threadpool(
+            parsed = await run_in_threadpool(
                 parse_edit_body, request.scope, raw, settings, f"img-{uuid.uuid4().hex}"
             )
-        return await respond(request, omni_request)
+        return await respond(request, parsed, "image_edit")
 
-    async def respond(request: Request, omni_request: OmniDiffusionRequest) -> Response:
+    def abandon(omni_request: OmniDiffusionRequest, future: Future[DiffusionOutput]) -> None:
+        """The client hung up: nobody will read the images, so stop computing them."""
+        abandoned.add(omni_request.request_id, future)
+        aborted = engine.abort(omni_request.request_id)
+        metrics.abandoned.labels("aborted" if aborted else "finished").inc()
+
+    async def encode(image: Any, options: OutputOptions) -> str:
+        if image.shape[0] * image.shape[1] <= INLINE_ENCODE_PIXELS:
+            # Small images encode in well under a millisecond: a thread hop would cost more.
+            return options.encode_b64(image)
+        return await run_in_threadpool(options.encode_b64, image)
+
+    async def respond(request: Request, parsed: ParsedRequest, kind: str) -> Response:
+        if parsed.options.stream:
+            return await respond_streaming(request, parsed, kind)
+        omni_request, options = parsed.request, parsed.options
         metrics.queue_depth.inc()
         try:
             future = engine.submit(omni_request)
@@ -215,28 +247,100 @@ def create_app(
         finally:
             metrics.queue_depth.dec()
         if output is None:
-            # The client hung up: nobody will read the images, so stop computing them.
-            abandoned.add(omni_request.request_id, future)
-            aborted = engine.abort(omni_request.request_id)
-            metrics.abandoned.labels("aborted" if aborted else "finished").inc()
+            abandon(omni_request, future)
             return Response(status_code=499)
         if output.error is not None:
             raise api_error_for(output)
-        pixels = sum(image.shape[0] * image.shape[1] for image in output.output)
-        if pixels <= INLINE_ENCODE_PIXELS:
-            # Small images encode in well under a millisecond: a thread hop would cost more.
-            encoded = [encode_png_b64(image) for image in output.output]
-        else:
-            encoded = await run_in_threadpool(lambda: [encode_png_b64(image) for image in output.output])
-        metrics.images.inc(len(encoded))
+        data = []
+        for image in output.output:
+            if options.response_format == "url":
+                image_id = images.put(await run_in_threadpool(options.encode, image), options.media_type)
+                data.append({"url": f"{request.base_url}v1/images/{image_id}/content"})
+            else:
+                data.append({"b64_json": await encode(image, options)})
+            data[-1]["revised_prompt"] = omni_request.prompt
+        metrics.images.inc(len(data))
+        height, width = output.output[0].shape[:2]
         return JSONResponse(
             {
                 "created": int(time.time()),
-                "data": [{"b64_json": text, "revised_prompt": omni_request.prompt} for text in encoded],
-                "output_format": "png",
+                "data": data,
+                "background": "opaque",
+                "output_format": options.output_format,
+                "quality": options.quality,
+                "size": f"{width}x{height}",
+                "usage": usage_for(omni_request, height, width, len(output.output)),
                 "omni": {"request_id": output.request_id, "seed": output.seed, "timings": output.timings},
             }
         )
+
+    async def respond_streaming(request: Request, parsed: ParsedRequest, kind: str) -> Response:
+        """Server-Sent Events: a partial image per preview, then the completed images.
+
+        The first event (or the outcome) is awaited before the response starts, so a request
+        refused at once (overloaded, bad for this model) gets its proper status, not a 200
+        stream that holds an error.
+        """
+        omni_request, options = parsed.request, parsed.options
+        loop = asyncio.get_running_loop()
+        previews: asyncio.Queue[ProgressEvent] = asyncio.Queue()
+
+        def on_progress(event: ProgressEvent) -> None:
+            if event.preview is not None:
+                loop.call_soon_threadsafe(previews.put_nowait, event)
+
+        metrics.queue_depth.inc()
+        try:
+            future = engine.submit(omni_request, on_progress=on_progress)
+        except Exception as exc:
+            metrics.queue_depth.dec()
+            logger.exception("engine failed on %s", omni_request.request_id)
+            raise api_error_for(DiffusionOutput.failure(omni_request.request_id, exc)) from None
+        waiting = asyncio.wrap_future(future)
+        first = None
+        while first is None:
+            first = await next_item(previews, waiting, DISCONNECT_POLL_SECONDS)
+            if first is None and await request.is_disconnected():
+                metrics.queue_depth.dec()
+                abandon(omni_request, future)
+                return Response(status_code=499)
+        if first is DONE and waiting.result().error is not None:
+            metrics.queue_depth.dec()
+            raise api_error_for(waiting.result())
+
+        async def events() -> AsyncIterator[bytes]:
+            item = first
+            try:
+                while isinstance(item, ProgressEvent):
+                    async for chunk in preview_events(
+                        kind, item, options, lambda image: encode(image, options)
+                    ):
+                        yield chunk
+                    item = await next_item(previews, waiting)
+                output = waiting.result()
+                if output.error is not None:
+                    yield sse(error_event(api_error_for(output).body()))
+                    return
+                encoded = [await encode(image, options) for image in output.output]
+                metrics.images.inc(len(encoded))
+                async for chunk in completed_events(kind, output, omni_request, options, encoded):
+                    yield chunk
+            except BaseException:
+                if not future.done():  # the client left mid-stream (the task was cancelled)
+                    abandon(omni_request, future)
+                raise
+            finally:
+                metrics.queue_depth.dec()
+
+        return StreamingResponse(
+            events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+        )
+
+    async def image_content(request: Request) -> Response:
+        stored = images.get(request.path_params["image_id"])
+        if stored is None:
+            raise APIError(404, "no such image (unknown, or expired)", code="not_found")
+        return Response(stored.data, media_type=stored.media_type, headers={"Cache-Control": "private"})
 
     async def health(request: Request) -> Response:
         if state.draining:
@@ -280,6 +384,7 @@ def create_app(
             Route("/health", guarded("health", health, public=True), methods=["GET"]),
             Route("/v1/models", guarded("models", models), methods=["GET"]),
             Route("/metrics", guarded("metrics", metrics_text), methods=["GET"]),
+            Route(IMAGE_CONTENT_PATH, guarded("image_content", image_content), methods=["GET"]),
         ],
         exception_handlers={404: not_found, 405: not_found},
     )
@@ -407,7 +512,7 @@ def client_input(route: str) -> Iterator[None]:
 
 def parse_edit_body(
     scope: MutableMapping[str, Any], raw: bytes, settings: ServerSettings, request_id: str
-) -> OmniDiffusionRequest:
+) -> ParsedRequest:
     """An edit body (already read under its cap) as an omni request; runs in a worker thread."""
     fields, images, mask = asyncio.run(_edit_form(scope, raw, settings))
     del raw

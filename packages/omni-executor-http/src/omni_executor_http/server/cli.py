@@ -9,6 +9,7 @@ import click
 from omni_core import DiffusionEngine, OmniDiffusionConfig, OmniError, RequestLimits
 from omni_core.cli.parsing import engine_options, parse_options
 from omni_core.executors import parse_lora_option
+from omni_executor_http.server.image_store import DEFAULT_IMAGE_URL_TTL
 
 
 @click.command()
@@ -127,6 +128,13 @@ from omni_core.executors import parse_lora_option
     help="edit bodies read and parsed at once, in bytes; past it new ones get 429 with Retry-After "
     "[default: two maximum-size edits]",
 )
+@click.option(
+    "--image-url-ttl",
+    default=DEFAULT_IMAGE_URL_TTL,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="seconds an image made for response_format=url stays readable at its URL",
+)
 @click.option("--log-level", default="info", show_default=True)
 def serve(
     model: str | None,
@@ -159,6 +167,7 @@ def serve(
     max_input_images: int,
     max_lora_scale: float,
     max_upload_bytes_in_flight: int | None,
+    image_url_ttl: float,
     log_level: str,
 ) -> None:
     """Serve an OpenAI-compatible image API (POST /v1/images/generations and /v1/images/edits)."""
@@ -202,6 +211,7 @@ def serve(
             limits=RequestLimits.from_config(config),
             body_timeout=body_timeout,
             max_upload_bytes_in_flight=max_upload_bytes_in_flight,
+            image_url_ttl=image_url_ttl,
         )
         state = ServerState()
         app = create_app(engine, settings, state)
