@@ -50,7 +50,9 @@ LOOPBACK_ONLY = {"omni-executor-ray"}
 XDIST = "pytest-xdist>=3.5"
 PACKAGE_TEST_DEPS: dict[str, tuple[str, ...]] = {
     "omni-core": ("scikit-learn>=1.3", XDIST),  # scikit-learn: the digits oracle
-    "omni-executor-http": ("openai>=1.40",),
+    # openai: the official client against the server; playwright: drives Debian's chromium (the
+    # system browser, given by path: playwright downloads none) for the playground page.
+    "omni-executor-http": ("openai>=1.40", "playwright>=1.45"),
     "omni-executor-lambda": (
         "moto[s3,server]>=5.0",
         "httpx>=0.27",
@@ -68,6 +70,7 @@ PARALLEL = ("-n", "2", "--dist", "loadfile")
 # Debian packages a package's tests start on loopback (installed by the session when missing).
 PACKAGE_SERVICES: dict[str, dict[str, str]] = {
     "omni-executor-celery": {"redis-server": "redis-server", "rabbitmq-server": "rabbitmq-server"},
+    "omni-executor-http": {"chromium": "chromium"},
 }
 # The integration tests' services: a private single-node Slurm running Celery workers over Redis.
 INTEGRATION_SERVICES = {

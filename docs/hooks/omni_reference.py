@@ -27,12 +27,28 @@ def _executors() -> str:
 
 def _http_fields() -> str:
     from omni_executor_http import protocol
+    from omni_executor_http.output import QUALITY_STEPS
 
     described = {
         "prompt": "text to draw (required)",
         "n": "images, 1 to the deployment's `max_outputs_per_prompt`",
         "size": '`"WxH"`, multiples of 8',
-        "response_format": "`b64_json` (the only format served)",
+        "response_format": "`b64_json` (default) or `url`: a link to `GET /v1/images/{id}/content` on "
+        "this server (same API key; unguessable id; kept `--image-url-ttl` seconds, 600 by default, at "
+        "most 1024 images or 256 MB, oldest dropped first); not with `stream`",
+        "stream": "`true`: Server-Sent Events in OpenAI's shapes (`image_generation.partial_image` / "
+        "`image_generation.completed`, `image_edit.*` for edits), see [Streaming](#streaming)",
+        "partial_images": "0-3 previews while denoising, with `stream=true`; fewer with fewer steps",
+        "output_format": "`png` (default), `jpeg` or `webp`",
+        "output_compression": "0-100 for `jpeg` and `webp` (quality; 100 = lossless WebP); png ignores it",
+        "background": "`auto` or `opaque`; `transparent` is a 400 naming `background`: the models draw no "
+        "alpha channel",
+        "quality": "a step count when `num_inference_steps` is not given: "
+        + ", ".join(
+            f"`{name}` {'the model default' if steps is None else steps}"
+            for name, steps in QUALITY_STEPS.items()
+        ),
+        "moderation": "`auto` or `low`, accepted as OpenAI documents it; omni runs no moderation model",
         "user": "tenant, for the priority executor's fairness",
         "priority": "lower runs first (omni)",
         "negative_prompt": "diffusion field (vllm-omni)",

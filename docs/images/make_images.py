@@ -59,7 +59,8 @@ def grid(prompts: list[str], pictures: list[Image.Image]) -> Image.Image:
         sheet.paste(picture.resize((side, side), Image.Resampling.NEAREST), (left + 30, top))
         for line, words in enumerate(_two_lines(text)):
             width = pen.textlength(words, font=font)
-            pen.text((left + (cell_width - width) / 2, top + side + 2 + 13 * line), words, fill="black", font=font)
+            where = (left + (cell_width - width) / 2, top + side + 2 + 13 * line)
+            pen.text(where, words, fill="black", font=font)
     return sheet
 
 

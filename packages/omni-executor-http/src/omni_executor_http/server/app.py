@@ -51,6 +51,7 @@ from omni_executor_http.protocol import (
 from omni_executor_http.server.failures import api_error_for, retry_after_header
 from omni_executor_http.server.image_store import DEFAULT_IMAGE_URL_TTL, ImageStore
 from omni_executor_http.server.metrics import ServerMetrics
+from omni_executor_http.server.playground_routes import playground_asset, playground_page
 from omni_executor_http.server.streaming import (
     DONE,
     completed_events,
@@ -382,6 +383,10 @@ def create_app(
             Route(GENERATIONS_PATH, guarded("generations", generations), methods=["POST"]),
             Route(EDITS_PATH, guarded("edits", edits), methods=["POST"]),
             Route("/health", guarded("health", health, public=True), methods=["GET"]),
+            Route("/", guarded("playground", playground_page, public=True), methods=["GET"]),
+            Route(
+                "/playground/{name}", guarded("playground", playground_asset, public=True), methods=["GET"]
+            ),
             Route("/v1/models", guarded("models", models), methods=["GET"]),
             Route("/metrics", guarded("metrics", metrics_text), methods=["GET"]),
             Route(IMAGE_CONTENT_PATH, guarded("image_content", image_content), methods=["GET"]),
