@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from omni_core import DiffusionEngine, OmniDiffusionConfig, OmniDiffusionRequest
+from omni_core import DiffusionEngine, OmniDiffusionConfig, OmniDiffusionRequest, ProgressEvent
 from omni_core.images import decode_png
 from omni_core.models.default import default_model_path
 from omni_core.testing_images import fraction_of_pixels_off_by_more_than
@@ -179,8 +179,6 @@ def test_a_transformer_family_edits_alike_through_inproc_and_http_over_mp(
 def test_priority_in_front_of_mp_preempts_between_steps(tiny_model: Path) -> None:
     import threading
 
-    from omni_core import ProgressEvent
-
     config = OmniDiffusionConfig(
         model_name_or_path=str(tiny_model),
         executor_class="priority",
@@ -227,9 +225,21 @@ def test_every_executor_draws_what_the_prompt_composes(tmp_path: Path) -> None:
         )
         configs["lambda"] = lambda_config(stack, None)
         for name, config in configs.items():
+            previews: list[ProgressEvent] = []
             with DiffusionEngine(config) as engine:
                 outputs = engine.step(asked)
+                watched = OmniDiffusionRequest(pairs[0][1], seed=0, num_inference_steps=8, partial_images=2)
+                final = engine.submit(watched, on_progress=previews.append).result(timeout=120)
+                plain = engine.step([OmniDiffusionRequest(pairs[0][1], seed=0, num_inference_steps=8)])[0]
             images = [output.raise_for_error().output[0] for output in outputs]
             scores = score([scene for scene, _ in pairs], images)
             assert scores["subject"] >= 0.85, (name, scores)
             assert min(scores["color"], scores["background"]) >= 0.9, (name, scores)
+            # Previews reach the caller through every executor that sees steps (http: as its
+            # server's stream events); lambda's one invocation has none, and still answers.
+            shown = [event.preview for event in previews if event.preview is not None]
+            assert [preview.index for preview in shown] == ([] if name == "lambda" else [0, 1]), name
+            assert all(preview.images[0].shape == (64, 64, 3) for preview in shown)
+            np.testing.assert_array_equal(
+                final.raise_for_error().output[0], plain.raise_for_error().output[0]
+            )

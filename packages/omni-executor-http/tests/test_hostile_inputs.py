@@ -470,7 +470,11 @@ FORM_FIELDS = [
     "lora_scale",
     "response_format",
     "output_format",
+    "output_compression",
     "background",
+    "quality",
+    "moderation",
+    "partial_images",
     "user",
 ]
 

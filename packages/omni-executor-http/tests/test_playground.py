@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,6 +48,15 @@ def browser() -> Iterator[Any]:
         launched.close()
 
 
+@pytest.fixture
+def expect(browser: Any) -> Any:
+    """Playwright's assertions, which wait. (Not ``wait_for_function``: it evaluates a string, which
+    the page's Content-Security-Policy forbids, rightly.)"""
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     with run_server(SHIPPED_MODEL, "--api-key", KEY, tmp=tmp_path_factory.mktemp("serve")) as process:
@@ -69,7 +79,7 @@ def natural_widths(page: Any, selector: str) -> list[int]:
 
 
 def test_a_prompt_streams_previews_then_the_image(
-    browser: Any, server: ServerProcess, tmp_path: Path
+    browser: Any, server: ServerProcess, tmp_path: Path, expect: Any
 ) -> None:
     page = open_page(browser, server)
     page.fill("#prompt", "a yellow star on a purple background")
@@ -83,8 +93,7 @@ def test_a_prompt_streams_previews_then_the_image(
     assert natural_widths(page, "#partials img.partial") == [128, 128]
     assert natural_widths(page, "#final") == [128]
     assert page.inner_text("#status").startswith("done: 128x128")
-    page.wait_for_function("document.getElementById('queue-depth').textContent !== '?'", timeout=10_000)
-    assert page.inner_text("#queue-depth").isdigit()
+    expect(page.locator("#queue-depth")).to_have_text(re.compile(r"^\d+$"), timeout=10_000)
     assert page.errors == []
     # Nothing in the page came from anywhere but this server.
     served = httpx.get(server.url + "/")
@@ -120,8 +129,8 @@ def test_an_upload_with_a_painted_mask_is_edited(browser: Any, server: ServerPro
     assert page.errors == []
 
 
-def test_a_wrong_key_is_reported_in_the_page(browser: Any, server: ServerProcess) -> None:
+def test_a_wrong_key_is_reported_in_the_page(browser: Any, server: ServerProcess, expect: Any) -> None:
     page = open_page(browser, server)
     page.fill("#api-key", "not-the-key")
     page.click("#generate")
-    page.wait_for_function("document.getElementById('status').textContent.startsWith('error 401')")
+    expect(page.locator("#status")).to_have_text(re.compile(r"^error 401"), timeout=30_000)

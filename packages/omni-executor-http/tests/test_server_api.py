@@ -65,7 +65,8 @@ BAD_INPUTS: list[tuple[str, Any, int, str | None, str]] = [
     ("guidance as string", {**GOOD, "guidance_scale": "high"}, 400, "guidance_scale", "must be a number"),
     ("prompt too long", {**GOOD, "prompt": "x" * 101}, 400, "prompt", "over the limit of 100"),
     ("unknown field", {**GOOD, "stepz": 3}, 400, "stepz", "unknown field 'stepz'"),
-    ("url response format", {**GOOD, "response_format": "url"}, 400, "response_format", "b64_json"),
+    ("unknown response format", {**GOOD, "response_format": "file"}, 400, "response_format", "b64_json, url"),
+    ("transparent background", {**GOOD, "background": "transparent"}, 400, "background", "alpha channel"),
     ("body over cap", {**GOOD, "negative_prompt": "x" * 5000}, 413, None, "over the limit of 4096"),
 ]
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -49,16 +50,59 @@ def unfold(latents: torch.Tensor) -> torch.Tensor:
     return functional.pixel_shuffle(latents, FOLD)
 
 
-def prompt_summary(embeddings: torch.Tensor) -> torch.Tensor:
-    """The whole prompt in one vector: the text encoder's last position.
+LATENT_CHANNELS = 3 * FOLD * FOLD
+LATENT_SIDE = NATIVE_SIZE // FOLD
 
-    CLIP's text encoder is causal and omni pads every prompt to the same length,
-    so the last position has attended to every word. The UNet adds it to its
-    timestep embedding (``class_embed_type="projection"``), so every block, the
-    16x16 ones without cross-attention included, knows what to draw: learning
-    from it is much faster than from cross-attention alone.
+
+@dataclass(frozen=True)
+class PromptEncoding:
+    """What the UNet is told about a prompt, three ways, each learned fast for a different thing.
+
+    ``hidden``: the text encoder's states, for cross-attention. ``summary``: its last position
+    (the encoder is causal and prompts are padded to one length, so it has seen every word),
+    added to the timestep embedding (``class_embed_type="projection"``): every block knows
+    what to draw. ``canvas``: the summary projected linearly onto a 16x16 map (the encoder's
+    ``text_projection``, reshaped) and fed to the UNet as extra input channels, so where and
+    how large a shape is has weights of its own at every position: drawing a layout from a
+    global vector alone is what a small UNet learns slowest.
     """
-    return embeddings[:, -1]
+
+    hidden: torch.Tensor
+    summary: torch.Tensor
+    canvas: torch.Tensor | None
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.hidden.dtype
+
+    def __len__(self) -> int:
+        return len(self.hidden)
+
+    def cat(self, other: PromptEncoding) -> PromptEncoding:
+        """``self`` then ``other`` along the batch (unconditional first, for guidance)."""
+        canvas = (
+            None if self.canvas is None or other.canvas is None else torch.cat([self.canvas, other.canvas])
+        )
+        return PromptEncoding(
+            torch.cat([self.hidden, other.hidden]), torch.cat([self.summary, other.summary]), canvas
+        )
+
+
+def encode_tokens(text_encoder: Any, input_ids: torch.Tensor) -> PromptEncoding:
+    """A batch of token ids as a :class:`PromptEncoding` (shared by the pipelines and the trainer)."""
+    out = text_encoder(input_ids)
+    hidden = out.last_hidden_state
+    projected = getattr(out, "text_embeds", None)
+    canvas = None if projected is None else projected.reshape(len(hidden), -1, LATENT_SIDE, LATENT_SIDE)
+    return PromptEncoding(hidden, hidden[:, -1], canvas)
+
+
+def predict_clean(unet: Any, latents: torch.Tensor, timestep: Any, prompt: PromptEncoding) -> torch.Tensor:
+    """The UNet's estimate of the clean (folded) image (shared by the pipelines and the trainer)."""
+    inputs = (
+        latents if prompt.canvas is None else torch.cat([latents, prompt.canvas.to(latents.dtype)], dim=1)
+    )
+    return unet(inputs, timestep, encoder_hidden_states=prompt.hidden, class_labels=prompt.summary).sample
 
 
 def warn_if_undrawable(prompts: list[str]) -> None:
@@ -119,11 +163,11 @@ class ShapesPipeline(DiffusionPipeline):  # type: ignore[misc]
             "inpaint": ShapesInpaintPipeline(**self.components),
         }
 
-    def encode_prompt(self, prompts: list[str]) -> torch.Tensor:
+    def encode_prompt(self, prompts: list[str]) -> PromptEncoding:
         tokens = self.tokenizer(
             prompts, padding="max_length", max_length=PROMPT_TOKENS, truncation=True, return_tensors="pt"
         )
-        return self.text_encoder(tokens.input_ids.to(self.device))[0]
+        return encode_tokens(self.text_encoder, tokens.input_ids.to(self.device))
 
     def __call__(
         self,
@@ -144,7 +188,7 @@ class ShapesPipeline(DiffusionPipeline):  # type: ignore[misc]
             prompts, embeddings = self._prompts(
                 prompt, negative_prompt, num_images_per_prompt, guidance_scale
             )
-            shape = (len(prompts), self.unet.config.in_channels, NATIVE_SIZE // FOLD, NATIVE_SIZE // FOLD)
+            shape = (len(prompts), LATENT_CHANNELS, LATENT_SIDE, LATENT_SIDE)
             latents = randn_tensor(shape, generator=generator, device=self.device, dtype=embeddings.dtype)
             self.scheduler.set_timesteps(num_inference_steps, device=self.device)
             latents = latents * self.scheduler.init_noise_sigma
@@ -161,7 +205,7 @@ class ShapesPipeline(DiffusionPipeline):  # type: ignore[misc]
         negative_prompt: str | list[str] | None,
         num_images_per_prompt: int,
         guidance_scale: float,
-    ) -> tuple[list[str], torch.Tensor]:
+    ) -> tuple[list[str], PromptEncoding]:
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         warn_if_undrawable(prompts)
         prompts = [p for p in prompts for _ in range(num_images_per_prompt)]
@@ -173,13 +217,13 @@ class ShapesPipeline(DiffusionPipeline):  # type: ignore[misc]
         )
         embeddings = self.encode_prompt(prompts)
         if guidance_scale > 1.0:
-            embeddings = torch.cat([self.encode_prompt(negatives), embeddings])
+            embeddings = self.encode_prompt(negatives).cat(embeddings)
         return prompts, embeddings
 
     def _denoise(
         self,
         latents: torch.Tensor,
-        embeddings: torch.Tensor,
+        embeddings: PromptEncoding,
         timesteps: torch.Tensor,
         guidance_scale: float,
         callback_on_step_end: Callable[..., dict[str, Any]] | None,
@@ -194,12 +238,7 @@ class ShapesPipeline(DiffusionPipeline):  # type: ignore[misc]
         for index, timestep in enumerate(timesteps):
             model_input = torch.cat([latents, latents]) if use_guidance else latents
             model_input = self.scheduler.scale_model_input(model_input, timestep)
-            predicted = self.unet(
-                model_input,
-                timestep,
-                encoder_hidden_states=embeddings,
-                class_labels=prompt_summary(embeddings),
-            ).sample
+            predicted = predict_clean(self.unet, model_input, timestep, embeddings)
             if use_guidance:
                 unconditional, conditional = predicted.chunk(2)
                 predicted = unconditional + guidance_scale * (conditional - unconditional)

@@ -101,11 +101,14 @@ def clip_text_encoder(
     intermediate_size: int,
     num_hidden_layers: int,
     projection_dim: int,
+    with_projection: bool = False,
 ) -> Any:
-    """A small CLIP text encoder (random weights) whose ids 0 and 1 are the start and end/pad tokens."""
-    from transformers import CLIPTextConfig, CLIPTextModel
+    """A small CLIP text encoder (random weights) whose ids 0 and 1 are the start and end/pad tokens;
+    ``with_projection``: also its ``text_projection`` (``CLIPTextModelWithProjection``)."""
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    return CLIPTextModel(
+    model_class = CLIPTextModelWithProjection if with_projection else CLIPTextModel
+    return model_class(
         CLIPTextConfig(
             vocab_size=vocab_size,
             hidden_size=hidden_size,

@@ -39,11 +39,17 @@ async function editForm(body) {
   for (const [name, value] of Object.entries(body)) form.append(name, String(value));
   form.append("image", await canvasBlob(picture), "image.png");
   if (maskPainted) {
+    // The strokes (shown in a see-through color) become diffusers' mask: white = redraw, black = keep.
     const mask = document.createElement("canvas");
     mask.width = width; mask.height = height;
     const pen = mask.getContext("2d");
-    pen.fillStyle = "black"; pen.fillRect(0, 0, width, height);
-    pen.drawImage($("mask"), 0, 0, width, height); // white strokes: redraw there
+    pen.drawImage($("mask"), 0, 0, width, height);
+    const pixels = pen.getImageData(0, 0, width, height);
+    for (let i = 0; i < pixels.data.length; i += 4) {
+      const level = pixels.data[i + 3] > 0 ? 255 : 0;
+      pixels.data.set([level, level, level, 255], i);
+    }
+    pen.putImageData(pixels, 0, 0);
     form.append("mask", await canvasBlob(mask), "mask.png");
   }
   return form;
@@ -123,7 +129,7 @@ function setUpMask() {
     const box = canvas.getBoundingClientRect();
     const x = ((event.clientX - box.left) / box.width) * canvas.width;
     const y = ((event.clientY - box.top) / box.height) * canvas.height;
-    pen.fillStyle = "white";
+    pen.fillStyle = "rgba(255, 0, 128, 0.55)";
     pen.beginPath(); pen.arc(x, y, 14, 0, 2 * Math.PI); pen.fill();
     maskPainted = true;
   };
