@@ -116,3 +116,33 @@ def test_the_digits_model_warns_once_when_a_prompt_names_no_digit(tmp_path: Path
     assert cat.returncode == 0, cat.stderr
     assert cat.stderr.count("draws only the digits 0-9") == 1, cat.stderr
     assert "'a cat'" in cat.stderr
+
+
+def test_preview_dir_gets_the_previews_as_they_come(tmp_path: Path) -> None:
+    done = omni(
+        "generate",
+        "a blue ring on yellow",
+        "-o",
+        "ring.png",
+        "--steps",
+        "8",
+        "--seed",
+        "1",
+        "--preview-dir",
+        "previews",
+        "--executor",
+        "inproc",
+        "--quiet",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    written = sorted(path.name for path in (tmp_path / "previews").iterdir())
+    assert written == ["preview-1.png", "preview-2.png", "preview-3.png"]
+    from PIL import Image
+
+    final = Image.open(tmp_path / "ring.png")
+    assert all(Image.open(tmp_path / "previews" / name).size == final.size for name in written)
+    one = ("--previews", "1", "--preview-dir", "one")
+    fewer = omni("generate", "a blue ring", *one, "--executor", "inproc", "--quiet", cwd=tmp_path)
+    assert fewer.returncode == 0, fewer.stderr
+    assert [path.name for path in (tmp_path / "one").iterdir()] == ["preview-1.png"]

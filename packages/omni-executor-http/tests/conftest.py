@@ -50,6 +50,22 @@ def server(
         yield process
 
 
+SHAPES_KEY = "shapes-test-key"
+"""The API key of :func:`shapes_server`."""
+
+
+@pytest.fixture(scope="session")
+def shapes_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A server with the built-in default model (previews that mean something), an API key and
+    images kept 3 s for ``response_format=url``; shared by the streaming and playground tests."""
+    from omni_core.models.default import SHIPPED_MODEL
+
+    with run_server(
+        SHIPPED_MODEL, "--api-key", SHAPES_KEY, "--image-url-ttl", "3", tmp=tmp_path_factory.mktemp("serve")
+    ) as process:
+        yield process
+
+
 @pytest.fixture(autouse=True)
 def keep_torch_threads() -> Iterator[None]:
     """Restore torch's thread count after each test.

@@ -17,12 +17,11 @@ from typing import Any
 
 import httpx
 import pytest
+from conftest import SHAPES_KEY as KEY
 from PIL import Image
 
-from omni_core.models.default import SHIPPED_MODEL
-from omni_executor_http.testing import ServerProcess, run_server
+from omni_executor_http.testing import ServerProcess
 
-KEY = "playground-key"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
@@ -57,10 +56,9 @@ def expect(browser: Any) -> Any:
     return playwright_expect
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    with run_server(SHIPPED_MODEL, "--api-key", KEY, tmp=tmp_path_factory.mktemp("serve")) as process:
-        yield process
+@pytest.fixture
+def server(shapes_server: ServerProcess) -> ServerProcess:
+    return shapes_server
 
 
 def open_page(browser: Any, server: ServerProcess) -> Any:

@@ -9,31 +9,16 @@ from __future__ import annotations
 import base64
 import io
 import time
-from collections.abc import Iterator
 
 import httpx
 import numpy as np
 import pytest
+from conftest import SHAPES_KEY as KEY
 from PIL import Image
 
-from omni_core.models.default import SHIPPED_MODEL
-from omni_executor_http.testing import ServerProcess, run_server
+from omni_executor_http.testing import ServerProcess
 
-KEY = "stream-test-key"
 PROMPT = "a red circle on a blue background"
-
-
-@pytest.fixture(scope="module")
-def shapes_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    with run_server(
-        SHIPPED_MODEL,
-        "--api-key",
-        KEY,
-        "--image-url-ttl",
-        "3",
-        tmp=tmp_path_factory.mktemp("serve"),
-    ) as process:
-        yield process
 
 
 def client(server: ServerProcess) -> object:
