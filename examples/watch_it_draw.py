@@ -26,9 +26,7 @@ def save_preview(event: ProgressEvent) -> None:
 
 
 with DiffusionEngine(OmniDiffusionConfig()) as engine:  # the built-in model, the mp executor
-    request = OmniDiffusionRequest(
-        "a yellow star on a purple background", seed=3, num_inference_steps=12, partial_images=3
-    )
+    request = OmniDiffusionRequest("a handwritten 8", seed=3, num_inference_steps=12, partial_images=3)
     output = engine.submit(request, on_progress=save_preview).result().raise_for_error()
     to_pil(output.output[0]).save(folder / "final.png")
     print("final image:", folder / "final.png")
@@ -45,6 +43,6 @@ else:
 
     with run_server(default_model_path(), tmp=folder) as server:
         client = OpenAI(base_url=f"{server.url}/v1", api_key="unused")
-        stream = client.images.generate(prompt="a green heart", stream=True, partial_images=2, size="64x64")
+        stream = client.images.generate(prompt="a handwritten 2", stream=True, partial_images=2, size="64x64")
         for event in stream:
             print(event.type, getattr(event, "partial_image_index", ""), len(event.b64_json), "base64 chars")

@@ -1,8 +1,8 @@
 """Preview images from the step loop: ``partial_images`` and ``engine.submit(on_progress=...)``.
 
-Real pipelines (the built-in model, whose previews are its exact x0, and the tiny
-Stable Diffusion, whose previews go through the fitted latent-to-RGB map), the
-real in-process executor in both request and step batching modes.
+Real pipelines (the built-in digits model, pixel space, whose previews are its exact x0; the
+tiny Stable Diffusion, whose previews go through the fitted latent-to-RGB map), the real
+in-process executor in both request and step batching modes.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def test_preview_steps_are_evenly_spaced_before_the_last_step() -> None:
 @pytest.mark.parametrize("batching", ["request", "step"])
 def test_default_model_previews_approach_the_final_image(batching: str) -> None:
     config = OmniDiffusionConfig(model_name_or_path=None, executor_class="inproc", batching=batching)
-    prompt = "a red circle on a blue background"
+    prompt = "a handwritten 3"
     with DiffusionEngine(config) as engine:
         collector = Collector()
         asked = OmniDiffusionRequest(prompt, num_inference_steps=8, seed=3, partial_images=3)
@@ -78,7 +78,7 @@ def test_previews_of_every_image_at_the_requested_size() -> None:
     with DiffusionEngine(config) as engine:
         collector = Collector()
         request = OmniDiffusionRequest(
-            "a small green star", height=96, width=80, num_outputs_per_prompt=2, seed=1, partial_images=1
+            "a handwritten 5", height=96, width=80, num_outputs_per_prompt=2, seed=1, partial_images=1
         )
         engine.submit(request, on_progress=collector).result().raise_for_error()
     (event,) = collector.previews

@@ -225,16 +225,16 @@ def test_the_default_model_batches_by_step_and_matches_its_pipeline() -> None:
     with engine_for(model) as engine:
         info = engine.collective_rpc("describe")[0]["batching"]
         requests = [
-            OmniDiffusionRequest(f"a red {d} on green", seed=d, num_inference_steps=4 + d) for d in range(3)
+            OmniDiffusionRequest(f"a handwritten {d}", seed=d, num_inference_steps=4 + d) for d in range(3)
         ]
         outputs = [o.raise_for_error() for o in engine.step(requests)]
     assert info["mode"] == "step"
     assert info["denoiser"] == "unet"
     import torch
 
-    from omni_core.models.shapes import ShapesPipeline
+    from omni_core.models.digits import DigitsPipeline
 
-    pipeline = ShapesPipeline.from_pretrained(str(model))
+    pipeline = DigitsPipeline.from_pretrained(str(model))
     for request, output in zip(requests, outputs, strict=True):
         expected = pipeline(
             request.prompt,

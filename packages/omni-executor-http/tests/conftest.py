@@ -7,10 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from omni_core.testing import isolated_omni_cache, tiny_lora, tiny_model
+from omni_core.testing import isolated_omni_cache, tiny_lora, tiny_model, tiny_shapes_model
 from omni_executor_http.testing import ServerProcess, free_port, run_server
 
-__all__ = ["ServerProcess", "free_port", "isolated_omni_cache", "run_server", "tiny_lora", "tiny_model"]
+__all__ = [
+    "ServerProcess",
+    "free_port",
+    "isolated_omni_cache",
+    "run_server",
+    "tiny_lora",
+    "tiny_model",
+    "tiny_shapes_model",
+]
 
 
 @pytest.fixture(scope="session")
@@ -55,13 +63,19 @@ SHAPES_KEY = "shapes-test-key"
 
 
 @pytest.fixture(scope="session")
-def shapes_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """A server with the built-in default model (previews that mean something), an API key and
-    images kept 3 s for ``response_format=url``; shared by the streaming and playground tests."""
-    from omni_core.models.default import SHIPPED_MODEL
-
+def shapes_server(
+    tiny_shapes_model: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """A server with the shapes pipeline (random weights: pixel space, so previews are its exact
+    x0, and inpainting that keeps unmasked pixels exactly), an API key and images kept 3 s for
+    ``response_format=url``; shared by the streaming and playground tests."""
     with run_server(
-        SHIPPED_MODEL, "--api-key", SHAPES_KEY, "--image-url-ttl", "3", tmp=tmp_path_factory.mktemp("serve")
+        tiny_shapes_model,
+        "--api-key",
+        SHAPES_KEY,
+        "--image-url-ttl",
+        "3",
+        tmp=tmp_path_factory.mktemp("serve"),
     ) as process:
         yield process
 

@@ -1,6 +1,6 @@
 """The playground page in a real browser: Debian's headless Chromium, driven by Playwright.
 
-A real ``omni serve`` (the built-in model, an API key) on 127.0.0.1; the test types as a person
+A real ``omni serve`` (the shapes pipeline, an API key) on 127.0.0.1; the test types as a person
 would and checks that partial images and then the final image appear, for a generation and for an
 edit with a painted mask. Screenshots go to the test's temporary folder.
 """

@@ -1,7 +1,7 @@
 """Streaming and the rest of the Images API, through the official ``openai`` client.
 
-A real ``omni serve`` on 127.0.0.1 with the built-in default model (so previews
-are its exact x0 estimates and the pictures mean something).
+A real ``omni serve`` on 127.0.0.1 with the shapes pipeline on random weights (pixel space:
+previews are its exact x0, and its inpainting keeps unmasked pixels exactly).
 """
 
 from __future__ import annotations

@@ -50,3 +50,19 @@ def tiny_lora(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     from omni_core.models.tiny import build_tiny_lora
 
     return build_tiny_lora(tmp_path_factory.mktemp("loras") / "sketch", tiny_model, seed=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_shapes_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shapes pipeline (omni's 64x64 pixel-space model, with image-to-image and inpainting)
+    with its untrained random weights (seed 0), saved with save_pretrained: what it draws means
+    nothing, but its mechanics (inpainting keeps unmasked pixels exactly, previews are its exact
+    x0) are the real ones."""
+    from omni_core.models.train_shapes import build_untrained, save
+
+    out = tmp_path_factory.mktemp("models") / "tiny-shapes"
+    from omni_core.models.shapes import ShapesPipeline
+
+    tokenizer, text_encoder, unet, scheduler = build_untrained(out / "tokenizer", seed=0)
+    save(ShapesPipeline(unet=unet, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler), out)
+    return out
