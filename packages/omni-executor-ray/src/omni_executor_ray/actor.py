@@ -37,7 +37,7 @@ class DiffusionActor:
         self.rank = rank
         self.runner = DiffusionModelRunner(OmniDiffusionConfig(**config_fields))
         self.runner.load_model()
-        self._progress: collections.deque[tuple[list[str], int, int]] = collections.deque(
+        self._progress: collections.deque[tuple[list[str], int, int, dict[str, Any]]] = collections.deque(
             maxlen=PROGRESS_BACKLOG
         )
         self._progress_lock = threading.Lock()
