@@ -60,14 +60,16 @@ class OutputOptions:
     def media_type(self) -> str:
         return OUTPUT_FORMATS[self.output_format]
 
-    def encode(self, image: Any) -> bytes:
-        """An 8-bit RGB array as this format's bytes (Pillow)."""
+    def encode(self, image: Any, *, preview: bool = False) -> bytes:
+        """An 8-bit RGB array as this format's bytes (Pillow). A ``preview`` PNG is compressed
+        at zlib level 1: it is seen for a moment, and level 6 made 3 previews cost 12 % of a
+        256x256 request (benchmarks/bench_streaming.py)."""
         from PIL import Image
 
         buffer = io.BytesIO()
         picture = Image.fromarray(image)
         if self.output_format == "png":
-            picture.save(buffer, format="PNG")
+            picture.save(buffer, format="PNG", compress_level=1 if preview else 6)
         elif self.output_format == "jpeg":
             picture.save(buffer, format="JPEG", quality=max(1, self.output_compression))
         else:
@@ -75,8 +77,8 @@ class OutputOptions:
             picture.save(buffer, format="WEBP", quality=self.output_compression, lossless=lossless)
         return buffer.getvalue()
 
-    def encode_b64(self, image: Any) -> str:
-        return base64.b64encode(self.encode(image)).decode("ascii")
+    def encode_b64(self, image: Any, *, preview: bool = False) -> str:
+        return base64.b64encode(self.encode(image, preview=preview)).decode("ascii")
 
 
 OUTPUT_FIELDS = frozenset(

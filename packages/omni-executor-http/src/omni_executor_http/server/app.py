@@ -10,6 +10,7 @@ so concurrent HTTP requests reach the executor together and batch.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import logging
 import threading
@@ -228,11 +229,11 @@ def create_app(
         aborted = engine.abort(omni_request.request_id)
         metrics.abandoned.labels("aborted" if aborted else "finished").inc()
 
-    async def encode(image: Any, options: OutputOptions) -> str:
+    async def encode(image: Any, options: OutputOptions, *, preview: bool = False) -> str:
         if image.shape[0] * image.shape[1] <= INLINE_ENCODE_PIXELS:
             # Small images encode in well under a millisecond: a thread hop would cost more.
-            return options.encode_b64(image)
-        return await run_in_threadpool(options.encode_b64, image)
+            return options.encode_b64(image, preview=preview)
+        return await run_in_threadpool(functools.partial(options.encode_b64, image, preview=preview))
 
     async def respond(request: Request, parsed: ParsedRequest, kind: str) -> Response:
         if parsed.options.stream:
@@ -314,7 +315,7 @@ def create_app(
             try:
                 while isinstance(item, ProgressEvent):
                     async for chunk in preview_events(
-                        kind, item, options, lambda image: encode(image, options)
+                        kind, item, options, lambda image: encode(image, options, preview=True)
                     ):
                         yield chunk
                     item = await next_item(previews, waiting)
