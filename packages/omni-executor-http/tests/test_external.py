@@ -183,3 +183,23 @@ def test_bad_options_name_the_fix(tiny_model: Path) -> None:
         external(tiny_model)
     with pytest.raises(ExecutorOptionsError, match="http://host:port"):
         external(tiny_model, urls=["10.0.0.5:8000"])
+
+
+def test_previews_come_back_from_the_fleet_as_progress(shapes_server: ServerProcess) -> None:
+    """A request that wants previews is sent with stream=true; the server's events come back
+    to the caller as preview progress events, and the final image is the unstreamed one."""
+    from conftest import SHAPES_KEY
+
+    from omni_core import ProgressEvent
+
+    events: list[ProgressEvent] = []
+    with external(Path("unused"), urls=[shapes_server.url], api_key=SHAPES_KEY) as engine:
+        wanted = OmniDiffusionRequest("a red circle", seed=3, num_inference_steps=8, partial_images=2)
+        final = engine.submit(wanted, on_progress=events.append).result(60).raise_for_error()
+        plain = engine.submit(OmniDiffusionRequest("a red circle", seed=3, num_inference_steps=8))
+        plain_output = plain.result(60).raise_for_error()
+    previews = [event.preview for event in events if event.preview is not None]
+    assert [preview.index for preview in previews] == [0, 1]
+    assert all(preview.images[0].shape == final.output[0].shape for preview in previews)
+    assert all(event.request_id == wanted.request_id for event in events)
+    np.testing.assert_array_equal(final.output[0], plain_output.output[0])

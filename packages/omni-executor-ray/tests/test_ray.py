@@ -114,3 +114,15 @@ def test_a_killed_actor_fails_only_its_request_and_is_restarted(engine: Diffusio
     wait_for(lambda: executor.workers_ready == (2, 2), 120, "Ray restarting the actor")
     assert executor.actor_infos[rank]["pid"] != pid
     engine.check_health()
+
+
+def test_previews_reach_the_caller_before_its_result(engine: DiffusionEngine) -> None:
+    events: list[ProgressEvent] = []
+    wanted = OmniDiffusionRequest(
+        "a cat", height=64, width=64, num_inference_steps=6, seed=2, partial_images=2
+    )
+    final = engine.submit(wanted, on_progress=events.append).result(timeout=120).raise_for_error()
+    # Progress is polled from the actors, and drained before a batch's results are delivered.
+    previews = [event.preview for event in events if event.preview is not None]
+    assert [preview.index for preview in previews] == [0, 1]
+    assert all(preview.images[0].shape == final.output[0].shape for preview in previews)

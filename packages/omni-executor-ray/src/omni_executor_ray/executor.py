@@ -211,6 +211,9 @@ class RayDiffusionExecutor(QueuedDiffusionExecutor[ActorSlot]):
             return
         for output in outputs:
             output.timings["worker_rank"] = float(batch.slot.rank)
+        # The batch's last steps (and previews) before its results: a caller that stops
+        # listening when its result arrives misses none of them.
+        self._drain_progress(ray, batch.slot)
         self._complete_batch(batch.batch_id, outputs)
 
     def _on_actor_death(self, slot: ActorSlot, exc: BaseException) -> None:
@@ -265,13 +268,17 @@ class RayDiffusionExecutor(QueuedDiffusionExecutor[ActorSlot]):
             with self._refs_changed:
                 busy = {id(batch.slot): batch.slot for batch in self._refs.values()}
             for slot in busy.values():
-                try:
-                    events = ray.get(slot.handle.progress.remote(), timeout=5)
-                except ray.exceptions.RayError:
-                    continue  # a dead actor is reported by its result
-                for request_ids, step, total, previews in events:
-                    for request_id in request_ids:
-                        self._emit_progress(ProgressEvent(request_id, step, total, previews.get(request_id)))
+                self._drain_progress(ray, slot)
+
+    def _drain_progress(self, ray: Any, slot: ActorSlot) -> None:
+        """Emit the steps ``slot``'s actor finished since it was last asked."""
+        try:
+            events = ray.get(slot.handle.progress.remote(), timeout=5)
+        except ray.exceptions.RayError:
+            return  # a dead actor is reported by its result
+        for request_ids, step, total, previews in events:
+            for request_id in request_ids:
+                self._emit_progress(ProgressEvent(request_id, step, total, previews.get(request_id)))
 
     # --------------------------------------------------------------- rpc, health
 
