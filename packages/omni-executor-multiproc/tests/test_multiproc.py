@@ -111,10 +111,11 @@ def test_progress_reaches_the_caller(engine: DiffusionEngine) -> None:
 def test_bad_requests_fail_alone(engine: DiffusionEngine) -> None:
     outputs = engine.step([req(1, height=63), req(2), req(3, num_inference_steps=0)])
     assert outputs[0].error is not None
-    assert outputs[0].error.startswith("height: must be a positive multiple of 8")
+    assert outputs[0].error_field == "height"
+    assert outputs[0].error.startswith("must be a positive multiple of 8")
     assert outputs[1].ok
     assert outputs[2].error is not None
-    assert outputs[2].error.startswith("num_inference_steps:")
+    assert outputs[2].error_field == "num_inference_steps"
 
 
 def busy_then_ping(engine: DiffusionEngine, timeout: float) -> list[str]:

@@ -79,7 +79,12 @@ class ModelLoadError(OmniError, RuntimeError):
 
 
 class RequestValidationError(OmniError, ValueError):
-    """A request field is invalid; ``field`` names it, the message says the fix."""
+    """A request field is invalid; ``field`` names it, ``reason`` says what is wrong and the fix.
+
+    The two travel apart (``DiffusionOutput.error_field`` and ``error``) and are joined
+    only where a person reads them (``str(exc)`` is ``"field: reason"``), so no layer
+    has to add the field to a message or strip it off again.
+    """
 
     field: str
 
@@ -87,14 +92,14 @@ class RequestValidationError(OmniError, ValueError):
         field = encodable(field)
         if len(field) > MAX_FIELD_NAME_CHARS:  # a client-chosen name (an unknown key) echoed back
             field = field[: MAX_FIELD_NAME_CHARS - 3] + "..."
-        super().__init__(f"{field}: {message}", field=field, retryable=False)
-        self.reason = encodable(message)
+        super().__init__(message, field=field, retryable=False)
 
-    @classmethod
-    def _rebuild(cls, message: str, field: str | None) -> RequestValidationError:
-        name = field or "request"
-        prefix = f"{name}: "
-        return cls(name, message[len(prefix) :] if message.startswith(prefix) else message)
+    @property
+    def reason(self) -> str:
+        return self.message
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
 
 
 class RequestCancelledError(OmniError, RuntimeError):
@@ -184,5 +189,5 @@ def failure_from_fields(
         label = f"{error_type}: " if error_type else ""
         return RemoteError(f"{label}{message}", field=field, retryable=bool(retryable))
     if cls is RequestValidationError:
-        return RequestValidationError._rebuild(message, field)
+        return RequestValidationError(field or "request", message)
     return cls(message, field=field, retryable=retryable)

@@ -230,7 +230,7 @@ class DiffusionOutput:
         retry_after = getattr(failure, "retry_after", None)
         return cls(
             request_id=request_id,
-            error=str(failure) or type(failure).__name__,
+            error=failure.message or type(failure).__name__,  # the field travels as error_field
             error_type=type(failure).__name__,
             error_field=failure.field,
             retryable=failure.retryable,

@@ -5,7 +5,10 @@ when running it twice is harmless; the executor decides that and raises
 :class:`RetryLater`. This module decides *when*: full-jitter exponential
 backoff (so throttled callers spread out instead of retrying in step),
 never sooner than the peer's ``Retry-After`` (seconds or an HTTP date) or a
-floor the executor sets (``min_wait``). The loop itself is tenacity's.
+floor the executor sets (``min_wait``), or exactly when the executor says
+(``wait``: another server is free now). When the retries run out,
+:func:`exhausted_retries_error` is the one rule for what the request fails
+with. The loop itself is tenacity's.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from typing import TypeVar
 
 import tenacity
 
+from omni_core.errors import OmniError, OverloadedError, RemoteError
+
 T = TypeVar("T")
 
 
@@ -25,15 +30,36 @@ class RetryLater(Exception):
     """The call did not run (or may safely run again): retry after a while.
 
     ``retry_after``: what the peer asked for, in seconds; ``min_wait``: a floor
-    the executor knows about (e.g. a rate limit that refills each second).
+    the executor knows about (e.g. a rate limit that refills each second);
+    ``wait``: exactly this long, no backoff (the executor knows a peer that is
+    free now). ``overloaded``: the peer said it is full (429, 503, throttled),
+    so running out of retries is an :class:`~omni_core.errors.OverloadedError`.
     ``attempts`` is set when the retries are exhausted.
     """
 
-    def __init__(self, message: str, *, retry_after: float | None = None, min_wait: float = 0.0) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        min_wait: float = 0.0,
+        wait: float | None = None,
+        overloaded: bool = False,
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
         self.min_wait = min_wait
+        self.wait = wait
+        self.overloaded = overloaded
         self.attempts = 0
+
+
+def exhausted_retries_error(exc: RetryLater) -> OmniError:
+    """What a request fails with when its retries ran out: overloaded if the peer said it was full."""
+    message = f"{exc} (gave up after {exc.attempts} attempts)"
+    if exc.overloaded:
+        return OverloadedError(message, retry_after=exc.retry_after)
+    return RemoteError(message, retryable=True)
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -70,10 +96,18 @@ def backoff_seconds(
     return wait
 
 
-def call_with_retries(call: Callable[[], T], *, max_retries: int, base: float, cap: float) -> tuple[T, int]:
+def call_with_retries(
+    call: Callable[[], T],
+    *,
+    max_retries: int,
+    base: float,
+    cap: float,
+    sleep: Callable[[float], None] | None = None,
+) -> tuple[T, int]:
     """Run ``call``, retrying on :class:`RetryLater` up to ``max_retries`` times; returns (result, attempts).
 
     When the retries run out the last :class:`RetryLater` is raised with ``attempts`` set.
+    ``sleep`` waits between attempts (an executor passes one that raises when it shuts down).
     """
     attempts = 0
 
@@ -86,6 +120,8 @@ def call_with_retries(call: Callable[[], T], *, max_retries: int, base: float, c
         error = state.outcome.exception() if state.outcome is not None else None
         retry_after = error.retry_after if isinstance(error, RetryLater) else None
         min_wait = error.min_wait if isinstance(error, RetryLater) else 0.0
+        if isinstance(error, RetryLater) and error.wait is not None:
+            return error.wait
         return backoff_seconds(state.attempt_number, base, cap, retry_after=retry_after, min_wait=min_wait)
 
     retrying = tenacity.Retrying(
@@ -93,6 +129,7 @@ def call_with_retries(call: Callable[[], T], *, max_retries: int, base: float, c
         wait=wait,
         retry=tenacity.retry_if_exception_type(RetryLater),
         reraise=True,
+        sleep=sleep if sleep is not None else tenacity.nap.sleep,
     )
     try:
         return retrying(attempt), attempts

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from celery import Celery
 from kombu import Queue
 
+from omni_core import ExecutorOptionsError
+
 TASK_NAME = "omni.generate"
 ABORT_COMMAND = "omni_abort"
 MAX_PRIORITY = 9
@@ -56,15 +58,16 @@ class CelerySettings:
         """
         backend = self.result_backend or (self.broker_url if self.redis_broker else None)
         if backend is None:
-            raise ValueError(
-                "result_backend: a RabbitMQ broker has no result store; name one, for example "
+            raise ExecutorOptionsError(
+                "a RabbitMQ broker has no result store; name one, for example "
                 "result_backend='redis://127.0.0.1:6379/1' (omni reads results by request id, "
-                "which Celery's rpc:// backend cannot do)"
+                "which Celery's rpc:// backend cannot do)",
+                field="result_backend",
             )
         if backend.startswith("rpc://"):
-            raise ValueError(
-                f"result_backend: {backend!r} cannot be read by request id; use a key-value store "
-                "such as redis://host:6379/1"
+            raise ExecutorOptionsError(
+                f"{backend!r} cannot be read by request id; use a key-value store such as redis://host:6379/1",
+                field="result_backend",
             )
         return backend
 

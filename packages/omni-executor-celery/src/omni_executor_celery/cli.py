@@ -11,7 +11,8 @@ from types import FrameType
 
 import click
 
-from omni_core.executors import parse_lora_option
+from omni_core import ExecutorOptionsError
+from omni_core.executors import parse_lora_option, thread_environment
 from omni_executor_celery.app import CelerySettings
 from omni_executor_celery.worker import ENV_CONFIG, ENV_OFFLOAD, ENV_SETTINGS, OffloadSettings
 
@@ -80,8 +81,8 @@ def worker(
             visibility_timeout=visibility_timeout,
             result_expires=result_expires,
         )
-    except ValueError as exc:
-        raise click.BadParameter(str(exc).split(": ", 1)[1], param_hint="--backend") from exc
+    except ExecutorOptionsError as exc:
+        raise click.BadParameter(exc.message, param_hint="--backend") from exc
     try:
         adapters = dict(map(parse_lora_option, loras))
     except ValueError as exc:
@@ -101,8 +102,7 @@ def worker(
         if device is not None:
             env["CUDA_VISIBLE_DEVICES"] = device
         else:
-            per = threads or max(1, (os.cpu_count() or 1) // len(slots))
-            env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(per)
+            thread_environment(threads or max(1, (os.cpu_count() or 1) // len(slots)), env)
         # Unique per start: two worker commands on one host must not share a node name
         # (RabbitMQ refuses the second one's remote-control queue).
         slot = f"gpu{device}" if device is not None else f"cpu{index}"

@@ -7,6 +7,8 @@ that cannot be reached fails ``submit`` at once with a retryable ``ExecutorDeadE
 nothing is queued in memory to be sent later. One thread reads the result backend for
 every pending request (Celery's result consumers are not thread-safe) and resolves the
 futures; ``abort`` revokes a queued task and asks the workers to stop a running one.
+Validation, admission (``max_pending``), the pending table, abort and shutdown are core's
+remote base (:class:`~omni_core.executors.RemoteDiffusionExecutor`).
 """
 
 from __future__ import annotations
@@ -15,25 +17,20 @@ import datetime
 import logging
 import threading
 import time
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
 from omni_core import DiffusionOutput, OmniDiffusionRequest
 from omni_core.executors import (
-    DiffusionExecutor,
     ExecutorDeadError,
     OffloadedImageError,
-    OverloadedError,
+    PendingRequest,
+    RemoteDiffusionExecutor,
     RemoteError,
     RequestCancelledError,
-    RequestLimits,
     RequestTimeoutError,
-    RequestValidationError,
     above,
     at_least,
-    restore_images,
-    validate_request,
 )
 from omni_executor_celery.app import ABORT_COMMAND, TASK_NAME, CelerySettings, celery_priority, make_app
 
@@ -80,74 +77,52 @@ class CeleryOptions:
         )
 
 
-@dataclass(eq=False)
-class _Pending:
-    request: OmniDiffusionRequest
-    future: Future[DiffusionOutput]
-    sent: float
-
-
-class CeleryDiffusionExecutor(DiffusionExecutor):
+class CeleryDiffusionExecutor(RemoteDiffusionExecutor):
     """Client of ``omni celery worker`` processes through a broker."""
 
     options_class = CeleryOptions
     options: CeleryOptions
+    remote_name = "a Celery worker"
 
-    def _init_executor(self) -> None:
+    def _init_remote(self) -> None:
         self.settings = self.options.settings()
         self.app = make_app(self.settings, name="omni-client")
-        self.limits = RequestLimits.from_config(self.od_config).for_remote_workers()
         self._redis = self.settings.redis_broker
         self._give_up_after = self.options.task_time_limit + self.options.visibility_timeout
-        self._s3: Any = None
-        self._s3_lock = threading.Lock()
-        self._pending: dict[str, _Pending] = {}
-        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll_results, name="omni-celery-results", daemon=True)
         self._poller.start()
 
+    @property
+    def max_pending(self) -> int:
+        return self.options.max_pending
+
     # --------------------------------------------------------------- submit
 
-    def submit(self, request: OmniDiffusionRequest) -> Future[DiffusionOutput]:
-        if self.is_shutdown:
-            raise ExecutorDeadError("CeleryDiffusionExecutor is shut down; create a new engine")
-        future: Future[DiffusionOutput] = Future()
-        future.set_running_or_notify_cancel()
-        try:
-            validate_request(request, self.limits)  # before it travels: the worker checks again
-        except RequestValidationError as exc:
-            future.set_result(DiffusionOutput.failure(request.request_id, exc))
-            return future
-        expires = None
-        if request.deadline is not None:
-            expires = datetime.datetime.fromtimestamp(request.deadline, tz=datetime.timezone.utc)
-        with self._lock:
-            if len(self._pending) >= self.options.max_pending:
-                future.set_result(
-                    DiffusionOutput.failure(request.request_id, OverloadedError("too many requests pending"))
+    def _dispatch(self, batch: list[PendingRequest]) -> None:
+        """One task per request; a broker that cannot be reached fails it at once (nothing waits here)."""
+        for item in batch:
+            request = item.request
+            expires = None
+            if request.deadline is not None:
+                expires = datetime.datetime.fromtimestamp(request.deadline, tz=datetime.timezone.utc)
+            try:
+                self.app.send_task(
+                    TASK_NAME,
+                    args=[request.to_dict()],
+                    task_id=request.request_id,
+                    queue=self.settings.queue,
+                    priority=celery_priority(request.priority, self._redis),
+                    expires=expires,
+                    retry=False,  # fail fast: nothing waits in memory for the broker to come back
                 )
-                return future
-            self._pending[request.request_id] = _Pending(request, future, time.monotonic())
-        try:
-            self.app.send_task(
-                TASK_NAME,
-                args=[request.to_dict()],
-                task_id=request.request_id,
-                queue=self.settings.queue,
-                priority=celery_priority(request.priority, self._redis),
-                expires=expires,
-                retry=False,  # fail fast: nothing waits in memory for the broker to come back
-            )
-        except Exception as exc:  # noqa: BLE001 - kombu/redis/amqp each raise their own
-            with self._lock:
-                self._pending.pop(request.request_id, None)
-            error = ExecutorDeadError(
-                f"the broker {_redact(self.settings.broker_url)} is unreachable: {type(exc).__name__}: {exc}",
-                retryable=True,
-            )
-            future.set_result(DiffusionOutput.failure(request.request_id, error))
-        return future
+            except Exception as exc:  # noqa: BLE001 - kombu/redis/amqp each raise their own
+                error = ExecutorDeadError(
+                    f"the broker {_redact(self.settings.broker_url)} is unreachable: "
+                    f"{type(exc).__name__}: {exc}",
+                    retryable=True,
+                )
+                self._finish(request.request_id, DiffusionOutput.failure(request.request_id, error))
 
     # -------------------------------------------------------------- results
 
@@ -155,8 +130,7 @@ class CeleryDiffusionExecutor(DiffusionExecutor):
         """Read every pending request's state in one round trip, resolve the finished ones."""
         backend = self.app.backend
         while not self._stop.is_set():
-            with self._lock:
-                pending = list(self._pending.values())
+            pending = self._pending_requests()
             if not pending:
                 self._stop.wait(IDLE_SECONDS)
                 continue
@@ -167,7 +141,7 @@ class CeleryDiffusionExecutor(DiffusionExecutor):
                 logger.warning("result backend %s unreachable: %s", _redact(self.settings.backend()), exc)
                 self._stop.wait(1.0)
                 continue
-            now = time.monotonic()
+            now = time.perf_counter()
             for item, value in zip(pending, values, strict=True):
                 meta = backend.decode_result(value) if value else {}
                 status = meta.get("status")
@@ -179,76 +153,48 @@ class CeleryDiffusionExecutor(DiffusionExecutor):
                     late = RequestTimeoutError(
                         f"request {item.request.request_id} was still queued at its deadline"
                     )
-                    self._finish(item, DiffusionOutput.failure(item.request.request_id, late))
+                    self._finish(item.request_id, DiffusionOutput.failure(item.request_id, late))
                 elif now - item.sent > self._give_up_after:
                     error = RequestTimeoutError(
                         f"no result within task_time_limit + visibility_timeout ({self._give_up_after:g} s)"
                     )
-                    self._finish(item, DiffusionOutput.failure(item.request.request_id, error))
+                    self._finish(item.request_id, DiffusionOutput.failure(item.request_id, error))
             self._stop.wait(POLL_SECONDS)
 
-    def _resolve(self, item: _Pending, status: str, result: Any) -> None:
-        request_id = item.request.request_id
+    def _resolve(self, item: PendingRequest, status: str, result: Any) -> None:
+        request_id = item.request_id
         if status == "REVOKED":  # revoked by an abort, or dropped by a worker past its expires
             deadline = item.request.deadline
             if deadline is not None and time.time() >= deadline:
                 late = RequestTimeoutError(f"request {request_id} was still queued at its deadline")
-                self._finish(item, DiffusionOutput.failure(request_id, late))
+                self._finish(request_id, DiffusionOutput.failure(request_id, late))
             else:
                 cancelled = RequestCancelledError(f"request {request_id} was revoked")
-                self._finish(item, DiffusionOutput.failure(request_id, cancelled))
+                self._finish(request_id, DiffusionOutput.failure(request_id, cancelled))
             return
         if status == "FAILURE":
             error = RemoteError(f"the worker failed: {result}")
-            self._finish(item, DiffusionOutput.failure(request_id, error))
+            self._finish(request_id, DiffusionOutput.failure(request_id, error))
             return
+        self._finish(request_id, self._restore_output(request_id, result))
+
+    def _make_s3_client(self) -> Any:
+        """boto3 is an optional extra here: say how to get it."""
         try:
-            output = restore_images(result, self._s3_client)
-        except OffloadedImageError as exc:
-            output = DiffusionOutput.failure(request_id, exc)
-        except (TypeError, ValueError, KeyError) as exc:
-            output = DiffusionOutput.failure(
-                request_id, RemoteError(f"malformed result from a worker: {exc}")
-            )
-        output.timings["total"] = time.monotonic() - item.sent
-        self._finish(item, output)
-
-    def _finish(self, item: _Pending, output: DiffusionOutput) -> None:
-        with self._lock:
-            self._pending.pop(item.request.request_id, None)
-        if not item.future.done():
-            item.future.set_result(output)
-
-    def _s3_client(self) -> Any:
-        """The S3 client for offloaded images, made on first need (boto3 is an optional extra)."""
-        with self._s3_lock:
-            if self._s3 is None:
-                try:
-                    import boto3
-                except ImportError as exc:
-                    raise OffloadedImageError(
-                        "a worker put images in S3, but boto3 is not installed here; "
-                        "pip install 'omni-executor-celery[s3]'"
-                    ) from exc
-                self._s3 = boto3.client("s3", endpoint_url=self.options.s3_endpoint_url)
-            return self._s3
+            import boto3
+        except ImportError as exc:
+            raise OffloadedImageError(
+                "a worker put images in S3, but boto3 is not installed here; "
+                "pip install 'omni-executor-celery[s3]'"
+            ) from exc
+        return boto3.client("s3", endpoint_url=self.options.s3_endpoint_url)
 
     # ---------------------------------------------------------------- abort
 
-    def abort(self, request_id: str) -> bool:
-        """Revoke the task if queued, stop it at the next step if running; it ends cancelled at once."""
-        with self._lock:
-            item = self._pending.get(request_id)
-        if item is None:
-            return False
-        try:
-            self.app.control.revoke(request_id)
-            self.app.control.broadcast(ABORT_COMMAND, arguments={"request_id": request_id})
-        except Exception as exc:  # noqa: BLE001 - it still ends cancelled on this side
-            logger.warning("could not tell the workers to abort %s: %s", request_id, exc)
-        cancelled = RequestCancelledError(f"request {request_id} was aborted")
-        self._finish(item, DiffusionOutput.failure(request_id, cancelled))
-        return True
+    def _abort_remote(self, request_id: str) -> None:
+        """Revoke the task if queued, stop it at the next step if running."""
+        self.app.control.revoke(request_id)
+        self.app.control.broadcast(ABORT_COMMAND, arguments={"request_id": request_id})
 
     # ----------------------------------------------------- rpc, health, stop
 
@@ -263,9 +209,7 @@ class CeleryDiffusionExecutor(DiffusionExecutor):
             raise AttributeError(f"collective_rpc: the Celery executor supports 'ping', not {method!r}")
         return list(self.app.control.ping(timeout=timeout or self.options.health_timeout))
 
-    def check_health(self) -> None:
-        if self.is_shutdown:
-            raise ExecutorDeadError("CeleryDiffusionExecutor is shut down")
+    def _check_remote(self) -> None:
         broker = _redact(self.settings.broker_url)
         try:
             with self.app.connection_for_write() as connection:
@@ -281,17 +225,9 @@ class CeleryDiffusionExecutor(DiffusionExecutor):
                 retryable=True,
             )
 
-    def shutdown(self) -> None:
-        if self._stop.is_set():
-            return
+    def _close_remote(self) -> None:
         self._stop.set()
         self._poller.join()
-        with self._lock:
-            left = list(self._pending.values())
-            self._pending.clear()
-        for item in left:
-            if not item.future.done():
-                item.future.set_exception(ExecutorDeadError("executor shut down before the request finished"))
         self.app.close()
 
 

@@ -65,24 +65,22 @@ def _settings() -> CelerySettings:
 app = make_app(_settings(), name="omni-worker")
 _offload = _offload_settings()
 _s3: Any = None
-_runner: Any = None
+_host: Any = None
+"""The process's :class:`~omni_core.executors.RunnerHost`, loaded at worker start."""
 _aborted: dict[str, bool] = {}
 """Requests a client aborted (so a cancelled run is not reported as a timeout)."""
 
 
 def _load_model(**_: Any) -> None:
     """Load the pipeline once per worker process, before the first task arrives."""
-    global _runner
-    if _runner is not None:
+    global _host
+    if _host is not None:
         return
-    from omni_core import OmniDiffusionConfig
-    from omni_core.executors import DiffusionModelRunner
+    from omni_core.executors import RunnerHost
 
-    fields = json.loads(os.environ.get(ENV_CONFIG, "{}"))
-    runner = DiffusionModelRunner(OmniDiffusionConfig(**fields))
-    runner.load_model()
-    _runner = runner
-    logger.warning("omni worker ready: %s", runner.describe())
+    host = RunnerHost(json.loads(os.environ.get(ENV_CONFIG, "{}")))
+    _host = host
+    logger.warning("omni worker ready: %s", host.describe())
 
 
 signals.worker_init.connect(_load_model)
@@ -100,15 +98,15 @@ def generate(task: Any, request_dict: dict[str, Any]) -> dict[str, Any]:
     except RequestValidationError as exc:  # the field at fault named, as every entry point names it
         sent_id = request_dict.get("request_id", request_id) if isinstance(request_dict, dict) else request_id
         return dict(DiffusionOutput.failure(str(sent_id), exc).to_dict())
-    if _runner is None:
+    if _host is None:
         _load_model()
     # The threads pool enforces no time limit: stop the request at its next step instead.
     limit = float(app.conf.task_time_limit or 0)
-    timer = threading.Timer(limit, _runner.cancel, args=(request.request_id,)) if limit else None
+    timer = threading.Timer(limit, _host.cancel, args=(request.request_id,)) if limit else None
     if timer is not None:
         timer.start()
     try:
-        (output,) = _runner.execute([request])
+        (output,) = _host.execute([request])
     finally:
         if timer is not None:
             timer.cancel()
@@ -144,7 +142,7 @@ def _maybe_offload(result: dict[str, Any]) -> dict[str, Any]:
 @control_command(args=[("request_id", str)], signature="<request_id>")  # type: ignore[untyped-decorator]
 def omni_abort(state: Any, request_id: str) -> dict[str, Any]:
     """Stop ``request_id`` at its next denoising step if this worker is running it."""
-    cancelled = _runner is not None and _runner.cancel(request_id)
+    cancelled = _host is not None and _host.cancel(request_id)
     if cancelled:
         _aborted[request_id] = True
     return {"ok": "cancelled" if cancelled else "not running here"}

@@ -11,7 +11,6 @@ routing. Both turn an answer into an output with :func:`output_from_payload`.
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -22,12 +21,18 @@ from omni_core import (
     ExecutorDeadError,
     OmniDiffusionRequest,
     OmniError,
-    OverloadedError,
     RemoteError,
     RequestTimeoutError,
     RequestValidationError,
 )
-from omni_core.executors import above, at_least, decode_png_b64, failure_from_fields, parse_retry_after
+from omni_core.executors import (
+    RetryPolicy,
+    above,
+    at_least,
+    decode_png_b64,
+    failure_from_fields,
+    parse_retry_after,
+)
 from omni_executor_http.event_stream import PreviewSink, read_event_stream
 from omni_executor_http.protocol import WirePayload
 from omni_executor_http.retry import (
@@ -65,6 +70,9 @@ class ClientOptions:
     def __post_init__(self) -> None:
         if self.auth is not None and self.api_key is not None:
             raise ValueError("give api_key or auth='google', not both: each sets the Authorization header")
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(self.max_retries, self.backoff_base, self.backoff_max)
 
 
 def api_key_of(options: ClientOptions) -> str | None:
@@ -172,9 +180,7 @@ class ImageServerClient:
         self.http.close()
 
 
-def output_from_payload(
-    request: OmniDiffusionRequest, payload: dict[str, Any], *, attempts: int, started: float
-) -> DiffusionOutput:
+def output_from_payload(request: OmniDiffusionRequest, payload: dict[str, Any]) -> DiffusionOutput:
     """The output a server's 200 answer describes (images decoded, its timings kept as ``server_*``)."""
     try:
         images = [decode_png_b64(item["b64_json"]) for item in payload["data"]]
@@ -184,7 +190,7 @@ def output_from_payload(
     raw_extras = payload.get("omni")
     extras: dict[str, Any] = raw_extras if isinstance(raw_extras, dict) else {}
     seed = extras.get("seed", request.seed)
-    timings = {"total": time.perf_counter() - started, "attempts": float(attempts)}
+    timings: dict[str, float] = {}
     server_timings = extras.get("timings")
     if isinstance(server_timings, dict):
         timings.update(
@@ -230,11 +236,3 @@ def failure_from_body(status: int, body: Any, text: str) -> OmniError:
         return RequestTimeoutError(f"HTTP {status}: {message}")
     where = f" (param: {param})" if param else ""
     return RemoteError(f"HTTP {status}: {message}{where}", retryable=False)
-
-
-def failure_after_retries(exc: RetryableHTTPError) -> OmniError:
-    """What a request that was retried until the budget ran out fails with."""
-    message = f"{exc} (gave up after {exc.attempts} attempts)"
-    if exc.status in RETRY_NOW_STATUSES:
-        return OverloadedError(message, retry_after=exc.retry_after)
-    return RemoteError(message, retryable=True)

@@ -7,7 +7,8 @@ from discovery (:mod:`omni_executor_http.discovery`), their state is kept by
 fewest requests in flight. Talking to one server is the ``http`` executor's client,
 so the failure rules are the same: a request is sent again, to another server, only if
 it cannot have run (connection refused, 429, 503) or carries a seed; a 429/503 moves
-it to another server at once instead of waiting out ``Retry-After``.
+it to another server at once instead of waiting out ``Retry-After``. Retries, validation,
+abort and shutdown are core's remote base; what is its own is routing.
 """
 
 from __future__ import annotations
@@ -15,18 +16,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from omni_core import DiffusionOutput, ExecutorDeadError, OmniDiffusionRequest, OmniError
-from omni_core.executors import DiffusionExecutor, above, backoff_seconds
+from omni_core import DiffusionOutput, ExecutorDeadError
+from omni_core.executors import RemoteCall, RemoteDiffusionExecutor, RetryLater, RetryPolicy, above
 from omni_executor_http.client import (
     ClientOptions,
     ImageServerClient,
     MaybeRanError,
     api_key_of,
-    failure_after_retries,
     output_from_payload,
     rpc_path,
 )
@@ -62,13 +63,18 @@ class ExternalOptions(ClientOptions):
         discovery_for(self.urls, self.discovery)  # exactly one, well formed: refused here, named
 
 
-class ExternalDiffusionExecutor(DiffusionExecutor):
+class NoServerAvailable(RetryLater):
+    """Every server is down, busy or leaving: wait for one (this spends the retry budget too)."""
+
+
+class ExternalDiffusionExecutor(RemoteDiffusionExecutor):
     """Routes requests across image servers launched outside omni (least requests in flight)."""
 
     options_class = ExternalOptions
     options: ExternalOptions
+    remote_name = "the image server"
 
-    def _init_executor(self) -> None:
+    def _init_remote(self) -> None:
         options = self.options
         api_key = api_key_of(options)
         self.max_concurrent_submits = options.max_connections
@@ -86,55 +92,42 @@ class ExternalDiffusionExecutor(DiffusionExecutor):
         self._monitor = threading.Thread(target=self._watch, name="omni-external-monitor", daemon=True)
         self._monitor.start()
 
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return self.options.retry_policy()
+
     # -------------------------------------------------------------- requests
 
-    def submit(self, request: OmniDiffusionRequest) -> Future[DiffusionOutput]:
-        return self._run_on_pool(self._run, request)
-
-    def _run(self, request: OmniDiffusionRequest) -> DiffusionOutput:
-        started = time.perf_counter()
+    def _call(self, call: RemoteCall) -> Sequence[DiffusionOutput]:
+        """One attempt on the least-busy server; a failure that may be retried sets that server aside."""
+        (item,) = call.pending
+        request = item.request
+        if "body" not in item.memo:
+            item.memo["body"] = build_payload(request, model=self.options.model)
+            item.memo["previews"] = (
+                RemotePreviews(request, self._emit_progress) if request.partial_images else None
+            )
+        server = self.fleet.acquire(set())
+        if server is None:
+            # retry_after: when the first busy server frees; None (all down): core's backoff.
+            raise NoServerAvailable(str(self._no_server_error()), retry_after=self.fleet.soonest_free())
         try:
-            body = build_payload(request, model=self.options.model)
-        except OmniError as exc:
-            return DiffusionOutput.failure(request.request_id, exc)
-        idempotent = request.seed is not None
-        previews = RemotePreviews(request, self._emit_progress) if request.partial_images else None
-        skip: set[str] = set()
-        attempts = 0
-        while True:
-            server = self.fleet.acquire(skip)
-            if server is None:
-                if attempts > self.options.max_retries:
-                    return DiffusionOutput.failure(request.request_id, self._no_server_error())
-                attempts += 1  # waiting for a server spends the retry budget too
-                wait = self.fleet.soonest_free()
-                if wait is None:
-                    wait = backoff_seconds(attempts, self.options.backoff_base, self.options.backoff_max)
-                if self._stop.wait(wait):
-                    return DiffusionOutput.failure(
-                        request.request_id, ExecutorDeadError("executor shut down")
-                    )
-                skip.clear()
-                continue
-            attempts += 1
-            try:
-                payload = server.client.generate(body, idempotent=idempotent, on_preview=previews)
-            except RetryableHTTPError as exc:
-                self._set_aside(server, exc)
-                skip.add(server.url)
-                if attempts > self.options.max_retries:
-                    exc.attempts = attempts
-                    return DiffusionOutput.failure(request.request_id, failure_after_retries(exc))
-                continue
-            except MaybeRanError as exc:  # unseeded, and the server may have run it: not re-sent
-                self.fleet.release(server, completed=False)
-                self.fleet.mark_down(server, str(exc))
-                return DiffusionOutput.failure(request.request_id, exc)
-            except OmniError as exc:  # the server's answer: final
-                self.fleet.release(server, completed=True)
-                return DiffusionOutput.failure(request.request_id, exc)
+            payload = server.client.generate(
+                item.memo["body"], idempotent=request.seed is not None, on_preview=item.memo["previews"]
+            )
+        except RetryableHTTPError as exc:
+            self._set_aside(server, exc)
+            exc.wait = 0.0  # another server may take it now; if none can, the next attempt waits
+            raise
+        except MaybeRanError as exc:  # unseeded, and the server may have run it: not re-sent
+            self.fleet.release(server, completed=False)
+            self.fleet.mark_down(server, str(exc))
+            raise
+        except Exception:  # the server's answer (final), or a bug: the server did its part
             self.fleet.release(server, completed=True)
-            return output_from_payload(request, payload, attempts=attempts, started=started)
+            raise
+        self.fleet.release(server, completed=True)
+        return [output_from_payload(request, payload)]
 
     def _set_aside(self, server: Server, exc: RetryableHTTPError) -> None:
         """A connection failure takes the server out of rotation; 429/503 skip it for Retry-After."""
@@ -198,13 +191,11 @@ class ExternalDiffusionExecutor(DiffusionExecutor):
                 replies.append({"url": server.url, "error": f"{type(exc).__name__}: {exc}"})
         return replies
 
-    def check_health(self) -> None:
-        if self.is_shutdown:
-            raise ExecutorDeadError("ExternalDiffusionExecutor is shut down")
+    def _check_remote(self) -> None:
         if not self.fleet.healthy_servers():
             raise self._no_server_error()
 
-    def shutdown(self) -> None:
+    def _close_remote(self) -> None:
         self._stop.set()
         self._monitor.join()
         self._checks.shutdown(wait=True, cancel_futures=True)

@@ -127,6 +127,12 @@ def invalid(param: str | None, message: str, code: str = "invalid_value") -> API
     return APIError(400, message, param=param, code=code)
 
 
+def invalid_field(exc: RequestValidationError, param: str | None = None) -> APIError:
+    """A 400 for ``exc``, naming the field as the client wrote it (``param``, else its wire name)."""
+    name = param or wire_field(exc.field)
+    return invalid(name, f"{name}: {exc.reason}")
+
+
 @dataclass(frozen=True)
 class ParsedRequest:
     """A client's request: what to draw (``request``) and how to deliver it (``options``)."""
@@ -209,7 +215,7 @@ def parse_wire_size(value: Any) -> tuple[int | None, int | None]:
     try:
         return parse_size(value)
     except RequestValidationError as exc:
-        raise invalid("size", f"size: {exc.reason}") from None
+        raise invalid_field(exc, "size") from None
 
 
 def _typed(body: dict[str, Any], name: str, kind: type | tuple[type, ...], label: str) -> Any:
@@ -275,7 +281,7 @@ def parse_edit_request(
             None if opened_mask is None else image_to_mask_array(load_input_image(opened_mask, "mask"))
         )
     except RequestValidationError as exc:
-        raise invalid(exc.field, f"{exc.field}: {exc.reason}") from None
+        raise invalid_field(exc, exc.field) from None
     conditioning = {
         "image": arrays if len(arrays) > 1 else arrays[0],
         "mask_image": mask_array,
@@ -416,8 +422,7 @@ def _build_request(
     try:
         validate_request(request, limits)
     except RequestValidationError as exc:
-        param = wire_field(exc.field)
-        raise invalid(param, f"{param}: {exc.reason}") from None
+        raise invalid_field(exc) from None
     return ParsedRequest(request, options)
 
 

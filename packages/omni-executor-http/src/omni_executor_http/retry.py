@@ -22,7 +22,7 @@ class RetryableHTTPError(RetryLater):
     """A response or transport failure that may be retried; ``status`` if the server answered."""
 
     def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None) -> None:
-        super().__init__(message, retry_after=retry_after)
+        super().__init__(message, retry_after=retry_after, overloaded=status in RETRY_NOW_STATUSES)
         self.status = status
 
 

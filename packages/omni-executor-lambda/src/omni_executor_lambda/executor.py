@@ -12,42 +12,14 @@ come back in omni's classes with AWS's own words.
 from __future__ import annotations
 
 import os
-import threading
-import time
 import uuid
 from collections.abc import Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from omni_core import (
-    DiffusionOutput,
-    ExecutorDeadError,
-    OmniDiffusionRequest,
-    OmniError,
-    OverloadedError,
-    RemoteError,
-    RequestLimits,
-    RequestTimeoutError,
-    RequestValidationError,
-    validate_request,
-)
-from omni_core.executors import (
-    DiffusionExecutor,
-    OffloadedImageError,
-    above,
-    at_least,
-    call_with_retries,
-    restore_images,
-)
-from omni_executor_lambda.invoke import (
-    InvokeResult,
-    NotReachedError,
-    ThrottledError,
-    invoke,
-    make_lambda_client,
-    make_s3_client,
-)
+from omni_core import DiffusionOutput, ExecutorDeadError, OmniError, RemoteError, RequestTimeoutError
+from omni_core.executors import RemoteCall, RemoteDiffusionExecutor, RetryPolicy, above, at_least
+from omni_executor_lambda.invoke import InvokeResult, invoke, make_lambda_client, make_s3_client
 from omni_executor_lambda.protocol import build_event
 
 
@@ -90,17 +62,18 @@ class LambdaOptions:
                 raise ValueError(f"{name} must start with http:// or https://, got {url!r}")
 
 
-class LambdaDiffusionExecutor(DiffusionExecutor):
+class LambdaDiffusionExecutor(RemoteDiffusionExecutor):
     """Invokes an omni function (``omni_executor_lambda.function.handler``) on AWS Lambda."""
 
     options_class = LambdaOptions
     options: LambdaOptions
+    remote_name = "the Lambda function"
 
-    def _init_executor(self) -> None:
+    def _init_remote(self) -> None:
         options = self.options
         self.region = _resolve_region(options.region)
-        self.limits = RequestLimits.from_config(self.od_config).for_remote_workers()
         self.max_concurrent_submits = options.concurrency
+        self.requests_per_call = options.requests_per_invocation
         self.client = make_lambda_client(
             region=self.region,
             endpoint_url=options.endpoint_url,
@@ -108,8 +81,6 @@ class LambdaDiffusionExecutor(DiffusionExecutor):
             connect_timeout=options.connect_timeout,
             max_connections=options.concurrency,
         )
-        self._s3: Any = None
-        self._s3_lock = threading.Lock()
         # Its own client: the invocation client's read timeout is the function's (up to 15 min).
         self.health_client = make_lambda_client(
             region=self.region,
@@ -119,121 +90,58 @@ class LambdaDiffusionExecutor(DiffusionExecutor):
             max_connections=1,
         )
 
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            self.options.max_throttle_retries, self.options.backoff_base, self.options.backoff_max
+        )
+
     # ------------------------------------------------------------ requests
 
-    def execute_model(self, requests: Sequence[OmniDiffusionRequest]) -> list[DiffusionOutput]:
-        if self.is_shutdown:
-            raise ExecutorDeadError("LambdaDiffusionExecutor is shut down; create a new engine")
-        size = self.options.requests_per_invocation
-        chunks = [list(requests[i : i + size]) for i in range(0, len(requests), size)]
-        futures = [self._run_on_pool(self._invoke_chunk, chunk) for chunk in chunks]
-        return [output for future in futures for output in future.result()]
-
-    def submit(self, request: OmniDiffusionRequest) -> Future[DiffusionOutput]:
-        return self._run_on_pool(lambda: self._invoke_chunk([request])[0])
-
-    def _invoke_chunk(self, chunk: list[OmniDiffusionRequest]) -> list[DiffusionOutput]:
-        started = time.perf_counter()
-        outputs: dict[int, DiffusionOutput] = {}
-        valid: list[tuple[int, OmniDiffusionRequest]] = []
-        for index, request in enumerate(chunk):
-            try:
-                validate_request(request, self.limits)
-                valid.append((index, request))
-            except RequestValidationError as exc:
-                outputs[index] = DiffusionOutput.failure(request.request_id, exc)
-        if valid:
-            sent = [request for _, request in valid]
-            for (index, _), output in zip(valid, self._invoke_requests(sent, started), strict=True):
-                outputs[index] = output
-        return [outputs[index] for index in range(len(chunk))]
-
-    def _invoke_requests(self, requests: list[OmniDiffusionRequest], started: float) -> list[DiffusionOutput]:
+    def _call(self, call: RemoteCall) -> Sequence[DiffusionOutput]:
+        """One synchronous invocation; throttling and unmade connections raise ``RetryLater``."""
+        requests = call.requests
         # One key per invocation, kept across throttling retries (which never reached the function).
-        key = uuid.uuid4().hex
-        payload = build_event(requests, key)
-        try:
-            result, attempts = call_with_retries(
-                lambda: invoke(
-                    self.client,
-                    function_name=self.options.function_name,
-                    qualifier=self.options.qualifier,
-                    payload=payload,
-                    log_tail=self.options.log_tail,
-                ),
-                max_retries=self.options.max_throttle_retries,
-                base=self.options.backoff_base,
-                cap=self.options.backoff_max,
-            )
-        except ThrottledError as exc:
-            message = f"{exc} (gave up after {exc.attempts} attempts)"
-            return self._fail_all(requests, OverloadedError(message, retry_after=exc.retry_after))
-        except NotReachedError as exc:
-            message = f"{exc} (gave up after {exc.attempts} attempts)"
-            return self._fail_all(requests, RemoteError(message, retryable=True))
-        except OmniError as exc:
-            return self._fail_all(requests, exc)
+        memo = call.pending[0].memo
+        if "payload" not in memo:
+            memo["payload"] = build_event(requests, uuid.uuid4().hex)
+        result = invoke(
+            self.client,
+            function_name=self.options.function_name,
+            qualifier=self.options.qualifier,
+            payload=memo["payload"],
+            log_tail=self.options.log_tail,
+        )
         if result.function_error is not None:
-            return self._fail_all(requests, _function_error(result))
-        return self._outputs_from_payload(requests, result.payload, started, attempts)
+            raise _function_error(result)
+        return self._outputs_from_payload(call, result.payload)
 
-    def _outputs_from_payload(
-        self, requests: list[OmniDiffusionRequest], payload: Any, started: float, attempts: int
-    ) -> list[DiffusionOutput]:
+    def _outputs_from_payload(self, call: RemoteCall, payload: Any) -> list[DiffusionOutput]:
         try:
-            raw_outputs = payload["outputs"]
-            by_id = {item["request_id"]: item for item in raw_outputs}
+            by_id = {item["request_id"]: item for item in payload["outputs"]}
         except (KeyError, TypeError) as exc:
-            return self._fail_all(
-                requests,
-                RemoteError(
-                    f"the function returned something that is not an omni response ({exc!r}): "
-                    f"{str(payload)[:300]}; is function_name pointing at an omni function?"
-                ),
-            )
+            raise RemoteError(
+                f"the function returned something that is not an omni response ({exc!r}): "
+                f"{str(payload)[:300]}; is function_name pointing at an omni function?"
+            ) from exc
         outputs: list[DiffusionOutput] = []
-        for request in requests:
+        for request in call.requests:
             item = by_id.get(request.request_id)
             if item is None:
-                outputs.append(
-                    DiffusionOutput.failure(
-                        request.request_id, RemoteError("the function returned no output for this request")
-                    )
-                )
+                missing = RemoteError("the function returned no output for this request")
+                outputs.append(DiffusionOutput.failure(request.request_id, missing))
                 continue
-            try:
-                output = restore_images(item, self._s3_client)
-            except OffloadedImageError as exc:
-                outputs.append(DiffusionOutput.failure(request.request_id, exc))
-                continue
-            except (KeyError, TypeError, ValueError) as exc:
-                outputs.append(
-                    DiffusionOutput.failure(
-                        request.request_id, RemoteError(f"malformed output from the function: {exc!r}")
-                    )
-                )
-                continue
-            output.timings = {
-                **{f"function_{name}": seconds for name, seconds in output.timings.items()},
-                "attempts": float(attempts),
-                "total": time.perf_counter() - started,
-            }
+            output = self._restore_output(request.request_id, item)
+            output.timings = {f"function_{name}": seconds for name, seconds in output.timings.items()}
             outputs.append(output)
         return outputs
 
-    def _s3_client(self) -> Any:
-        with self._s3_lock:
-            if self._s3 is None:
-                self._s3 = make_s3_client(
-                    region=self.region,
-                    endpoint_url=self.options.s3_endpoint_url,
-                    max_connections=self.options.concurrency,
-                )
-            return self._s3
-
-    @staticmethod
-    def _fail_all(requests: list[OmniDiffusionRequest], error: OmniError) -> list[DiffusionOutput]:
-        return [DiffusionOutput.failure(r.request_id, error) for r in requests]
+    def _make_s3_client(self) -> Any:
+        return make_s3_client(
+            region=self.region,
+            endpoint_url=self.options.s3_endpoint_url,
+            max_connections=self.options.concurrency,
+        )
 
     # ------------------------------------------------------ rpc, health, stop
 
@@ -250,9 +158,7 @@ class LambdaDiffusionExecutor(DiffusionExecutor):
         self._dry_run()
         return ["pong"]
 
-    def check_health(self) -> None:
-        if self.is_shutdown:
-            raise ExecutorDeadError("LambdaDiffusionExecutor is shut down")
+    def _check_remote(self) -> None:
         try:
             self._dry_run()
         except Exception as exc:
@@ -266,11 +172,9 @@ class LambdaDiffusionExecutor(DiffusionExecutor):
             kwargs["Qualifier"] = self.options.qualifier
         self.health_client.invoke(**kwargs)
 
-    def shutdown(self) -> None:
+    def _close_remote(self) -> None:
         self.client.close()
         self.health_client.close()
-        if self._s3 is not None:
-            self._s3.close()
 
 
 def _resolve_region(region: str | None) -> str:

@@ -41,7 +41,7 @@ class ThrottledError(RetryLater):
 
     def __init__(self, message: str, *, reason: str | None, retry_after: float | None) -> None:
         min_wait = RATE_LIMIT_MIN_WAIT if reason in RATE_LIMIT_REASONS else 0.0
-        super().__init__(message, retry_after=retry_after, min_wait=min_wait)
+        super().__init__(message, retry_after=retry_after, min_wait=min_wait, overloaded=True)
         self.reason = reason
 
 

@@ -28,6 +28,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeoutError
+from dataclasses import dataclass
 from typing import Any
 
 from omni_core import ExecutorDeadError, ModelLoadError, WorkerDiedError
@@ -38,6 +39,18 @@ from omni_executor_multiproc.options import MultiProcOptions
 from omni_executor_multiproc.transport import unpack_images
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """A rank being restarted: what its last attempt said, and whether that attempt failed.
+
+    ``failed`` is what fast failure decides on: a routine restart after a crash takes
+    seconds and requests wait for it; once a restart has failed they should not.
+    """
+
+    reason: str
+    failed: bool = False
 
 
 class MultiProcDiffusionExecutor(QueuedDiffusionExecutor[WorkerHandle]):
@@ -58,7 +71,7 @@ class MultiProcDiffusionExecutor(QueuedDiffusionExecutor[WorkerHandle]):
         self._restart_history: dict[int, collections.deque[float]] = collections.defaultdict(
             collections.deque
         )
-        self._recovering: dict[int, str] = {}
+        self._recovering: dict[int, Recovery] = {}
         """Ranks being restarted, and what the last attempt said (for health and fast failure)."""
         self._stop_event = threading.Event()
         self.placements = plan_workers(self.od_config, self.options)
@@ -160,7 +173,7 @@ class MultiProcDiffusionExecutor(QueuedDiffusionExecutor[WorkerHandle]):
                 future.set_exception(WorkerDiedError(reason))
         if restart:
             with self._lock:
-                self._recovering[worker.rank] = f"worker {worker.rank} is restarting after it {how}"
+                self._recovering[worker.rank] = Recovery(f"worker {worker.rank} is restarting after it {how}")
             thread = threading.Thread(
                 target=self._restart, args=(worker,), name=f"omni-restart-{worker.rank}", daemon=True
             )
@@ -182,7 +195,7 @@ class MultiProcDiffusionExecutor(QueuedDiffusionExecutor[WorkerHandle]):
             if limit is not None and len(history) >= limit:
                 self._mark_dead(
                     f"worker {rank} needed {len(history)} restarts within {self.options.restart_window:g} s "
-                    f"(max_restarts={limit}); last: {self._recovering.get(rank, 'unknown')}"
+                    f"(max_restarts={limit}); last: {self._last_recovery_reason(rank)}"
                 )
                 return
             delay = (
@@ -202,7 +215,7 @@ class MultiProcDiffusionExecutor(QueuedDiffusionExecutor[WorkerHandle]):
                 reason = f"worker {rank} could not be restarted ({len(history)} tries recently): {exc}"
                 logger.warning("%s", reason)
                 with self._lock:
-                    self._recovering[rank] = reason
+                    self._recovering[rank] = Recovery(reason, failed=True)
                     nothing_ready = not self._ready_slots()
                 if nothing_ready:
                     self._fail_queued(ExecutorDeadError(reason, retryable=True))
@@ -220,9 +233,14 @@ class MultiProcDiffusionExecutor(QueuedDiffusionExecutor[WorkerHandle]):
     def _unavailable_reason(self) -> str | None:
         # Fail fast only once a restart has failed and nothing else can serve: a routine
         # restart after a crash takes seconds, and requests simply wait for it.
-        if self._ready_slots() or not any("could not be restarted" in r for r in self._recovering.values()):
+        if self._ready_slots() or not any(r.failed for r in self._recovering.values()):
             return None
-        return "; ".join(self._recovering.values())
+        return "; ".join(r.reason for r in self._recovering.values())
+
+    def _last_recovery_reason(self, rank: int) -> str:
+        with self._lock:
+            recovery = self._recovering.get(rank)
+        return recovery.reason if recovery is not None else "unknown"
 
     # ---------------------------------------------------------------- watchdog
 
@@ -293,7 +311,7 @@ class MultiProcDiffusionExecutor(QueuedDiffusionExecutor[WorkerHandle]):
             recovering = dict(self._recovering)
             down = [w.rank for w in self._workers.values() if not w.is_alive() or w.hung is not None]
         if recovering:
-            raise ExecutorDeadError("; ".join(recovering.values()), retryable=True)
+            raise ExecutorDeadError("; ".join(r.reason for r in recovering.values()), retryable=True)
         if down:
             raise ExecutorDeadError(f"worker(s) {down} are down (restarting)", retryable=True)
 

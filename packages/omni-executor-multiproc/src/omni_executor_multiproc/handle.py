@@ -25,7 +25,7 @@ from multiprocessing import Pipe
 from typing import IO, Any
 
 from omni_core import OmniDiffusionConfig
-from omni_core.executors import worker_config_fields
+from omni_core.executors import thread_environment, worker_config_fields
 from omni_executor_multiproc.layout import WorkerPlacement
 from omni_executor_multiproc.worker import WorkerSpec
 
@@ -87,9 +87,7 @@ class WorkerHandle:
         self._reader: threading.Thread | None = None
         self.conn, child_conn = Pipe(duplex=True)
         env = dict(os.environ)
-        if placement.threads is not None:
-            # Read by torch's thread pools when it is imported, before any code of ours runs.
-            env.update(OMP_NUM_THREADS=str(placement.threads), MKL_NUM_THREADS=str(placement.threads))
+        thread_environment(placement.threads, env)
         env["PYTHONUNBUFFERED"] = "1"
         fd = child_conn.fileno()
         self.process = subprocess.Popen(

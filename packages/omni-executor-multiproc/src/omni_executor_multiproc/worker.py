@@ -39,7 +39,7 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    pass
+    from omni_core.executors import RunnerHost
 
 
 PARENT_POLL_SECONDS = 0.2
@@ -79,15 +79,9 @@ def worker_main(spec: WorkerSpec, conn: Connection) -> None:
     """Load the model, report ready (or why not), then serve the parent's messages."""
     _start_parent_watchdog(spec.parent_pid)
     try:
-        import torch
+        from omni_core.executors import RunnerHost
 
-        if spec.threads is not None:
-            torch.set_num_threads(spec.threads)
-        from omni_core import OmniDiffusionConfig
-        from omni_core.executors import DiffusionModelRunner
-
-        runner = DiffusionModelRunner(OmniDiffusionConfig(**spec.config_fields), device=spec.device)
-        runner.load_model()
+        host = RunnerHost(spec.config_fields, device=spec.device, threads=spec.threads)
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
         detail = str(exc)
         if not _explains_itself(exc):
@@ -96,9 +90,9 @@ def worker_main(spec: WorkerSpec, conn: Connection) -> None:
         conn.close()
         return
     sender = LockedSender(conn)
-    sender.send(("ready", runner.describe()))
+    sender.send(("ready", host.describe()))
     _start_heartbeat(sender, spec.heartbeat_interval)
-    WorkerLoop(spec, conn, runner, sender).run()
+    WorkerLoop(spec, conn, host, sender).run()
 
 
 class LockedSender:
@@ -131,11 +125,11 @@ def _start_heartbeat(sender: LockedSender, interval: float) -> None:
 class WorkerLoop:
     """Serves one message at a time; a pipeline is not thread-safe, so no concurrency here."""
 
-    def __init__(self, spec: WorkerSpec, conn: Connection, runner: Any, sender: LockedSender) -> None:
+    def __init__(self, spec: WorkerSpec, conn: Connection, host: RunnerHost, sender: LockedSender) -> None:
         self.spec = spec
         self.conn = conn
         self.sender = sender
-        self.runner = runner
+        self.host = host
         self.backlog: deque[tuple[Any, ...]] = deque()
 
     def _read_between_steps(self) -> None:
@@ -143,7 +137,7 @@ class WorkerLoop:
         while self.conn.poll(0):
             message = self.conn.recv()
             if message[0] == "abort":
-                self.runner.cancel(message[1])
+                self.host.cancel(message[1])
             else:
                 self.backlog.append(message)
 
@@ -156,12 +150,12 @@ class WorkerLoop:
             kind = message[0]
             if kind == "shutdown":
                 return
-            if kind == "execute" and self.runner.window is not None:
+            if kind == "execute" and self.host.step_mode:
                 self._start(message[1], message[2])
             elif kind == "execute":
                 self._execute(message[1], message[2])
             elif kind == "abort":
-                self.runner.cancel(message[1])
+                self.host.cancel(message[1])
             elif kind == "rpc":
                 self._rpc(*message[1:])
 
@@ -180,7 +174,7 @@ class WorkerLoop:
             with contextlib.suppress(OSError, ValueError):  # the parent is gone: nothing to tell
                 self.sender.send(("outputs", batch_id, [output], packed))
 
-        self.runner.start(requests, deliver, on_step=on_step)
+        self.host.start(requests, deliver, on_step=on_step)
 
     def _execute(self, batch_id: int, requests: Sequence[Any]) -> None:
         from omni_executor_multiproc.transport import pack_images
@@ -191,7 +185,7 @@ class WorkerLoop:
 
         started = time.perf_counter()
         try:
-            outputs = self.runner.execute(requests, on_step=on_step)
+            outputs = self.host.execute(requests, on_step=on_step)
         except Exception as exc:  # noqa: BLE001 - the runner isolates requests; this is a last resort
             from omni_core import DiffusionOutput
 
@@ -206,14 +200,8 @@ class WorkerLoop:
         self.sender.send(("result", batch_id, outputs, packed))
 
     def _rpc(self, call_id: int, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        target = None if method.startswith("_") else getattr(self.runner, method, None)
-        if not callable(target):
-            self.sender.send(
-                ("rpc_result", call_id, False, f"AttributeError: worker has no public method {method!r}")
-            )
-            return
         try:
-            value = target(*args, **kwargs)
+            value = self.host.rpc(method, args, kwargs)
         except Exception as exc:  # noqa: BLE001 - sent back to the caller
             detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
             self.sender.send(("rpc_result", call_id, False, detail))

@@ -5,8 +5,10 @@ sequence within a level, round-robin across tenants); at most
 ``max_inflight`` are in the inner executor at once, so ordering matters.
 One dispatcher thread moves requests from the queues into the window and
 expires deadlines; completions arrive on the inner executor's threads.
-Every request ends exactly once: a result, a rejection (``QueueFull``,
-``DeadlineExceeded``), or cancellation.
+Every request ends exactly once, and always as an output: a result, a rejection
+(``QueueFull``, ``DeadlineExceeded``), cancellation or shutdown each arrive as a
+failed ``DiffusionOutput`` of their class, as from every other executor; only
+``submit`` on a shut-down executor raises.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import itertools
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import CancelledError, Future
+from concurrent.futures import CancelledError, Future, InvalidStateError
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -103,7 +105,7 @@ class PriorityDiffusionExecutor(DiffusionExecutor):
                 if len(self._running) < self._window or entry.deadline is not None:
                     self._lock.notify()  # the dispatcher can act on it now (else a completion wakes it)
         if rejection is not None or entry is None:
-            future.set_exception(rejection or RuntimeError("request was not queued"))
+            _fail(future, request, rejection or ExecutorDeadError("request was not queued"))
             return future
         queued = entry
         future.add_done_callback(lambda done: self._on_outer_done(queued, done))
@@ -178,11 +180,10 @@ class PriorityDiffusionExecutor(DiffusionExecutor):
                     self._lock.wait(self._next_wake(now, retry))
                     continue
             for entry in expired:
-                entry.future.set_exception(
-                    DeadlineExceeded(
-                        f"request {entry.request.request_id} waited past its deadline and never ran"
-                    )
+                late = DeadlineExceeded(
+                    f"request {entry.request.request_id} waited past its deadline and never ran"
                 )
+                _fail(entry.future, entry.request, late)
             for entry in ready:
                 self._start(entry)
 
@@ -211,7 +212,7 @@ class PriorityDiffusionExecutor(DiffusionExecutor):
         except Exception as exc:  # noqa: BLE001 - the inner executor is down: this request fails
             with self._lock:
                 self._finish(entry)
-            entry.future.set_exception(exc)
+            _fail(entry.future, entry.request, exc)
             return
         inner_future.add_done_callback(lambda done: self._on_inner_done(entry, done))
 
@@ -244,7 +245,11 @@ class PriorityDiffusionExecutor(DiffusionExecutor):
             self._finish(entry)
             self._stats.counts["completed"] += 1
         if output is None:
-            entry.future.set_exception(error or RuntimeError("inner executor lost the request"))
+            if isinstance(error, CancelledError):
+                error = RequestCancelledError(f"request {entry.request.request_id} was cancelled")
+            _fail(
+                entry.future, entry.request, error or ExecutorDeadError("the inner executor lost the request")
+            )
             return
         output.timings["scheduler_wait"] = entry.waited
         output.timings["preemptions"] = float(entry.preemptions)
@@ -258,11 +263,9 @@ class PriorityDiffusionExecutor(DiffusionExecutor):
         for request, future in futures:
             try:
                 outputs.append(future.result())
-            except CancelledError:
+            except CancelledError:  # the caller cancelled the future itself
                 cancelled = RequestCancelledError(f"request {request.request_id} was cancelled")
                 outputs.append(DiffusionOutput.failure(request.request_id, cancelled))
-            except (QueueFull, DeadlineExceeded) as exc:
-                outputs.append(DiffusionOutput.failure(request.request_id, exc))
         return outputs
 
     def abort(self, request_id: str) -> bool:
@@ -270,10 +273,14 @@ class PriorityDiffusionExecutor(DiffusionExecutor):
             entry = self._by_id.get(request_id)
             if entry is None:
                 return False
-            if entry.state == "queued":
-                entry.future.cancel()
-                return True
-        return self.inner.abort(request_id)
+            if entry.state != "queued":
+                return self.inner.abort(request_id)
+            self._queues.discard(entry)
+            self._by_id.pop(request_id, None)
+            entry.state = "done"
+            self._stats.counts["cancelled"] += 1
+            self._lock.notify_all()
+        return _fail(entry.future, entry.request, RequestCancelledError(f"request {request_id} was aborted"))
 
     def stats(self) -> dict[str, Any]:
         """Queue depth per level, running, counts, rejections by reason, wait percentiles."""
@@ -304,8 +311,21 @@ class PriorityDiffusionExecutor(DiffusionExecutor):
         self._dispatcher.join()
         for entry in queued:
             if _claim(entry.future):
-                entry.future.set_exception(ExecutorDeadError("executor shut down before the request ran"))
+                _fail(
+                    entry.future,
+                    entry.request,
+                    ExecutorDeadError("executor shut down before the request ran"),
+                )
         self.inner.shutdown()
+
+
+def _fail(future: Future[DiffusionOutput], request: OmniDiffusionRequest, error: BaseException) -> bool:
+    """End ``future`` with ``error`` as its output (False if the caller had cancelled it already)."""
+    try:
+        future.set_result(DiffusionOutput.failure(request.request_id, error))
+    except InvalidStateError:
+        return False
+    return True
 
 
 def _claim(future: Future[DiffusionOutput]) -> bool:

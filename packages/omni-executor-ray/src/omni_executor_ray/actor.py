@@ -23,20 +23,10 @@ class DiffusionActor:
     """Wrapped with ``ray.remote`` by the executor; plain Python so it imports without Ray."""
 
     def __init__(self, config_fields: dict[str, Any], rank: int, threads: int | None) -> None:
-        if threads is not None:
-            # Before torch is imported here, so its thread pools start at the right size.
-            os.environ["OMP_NUM_THREADS"] = str(threads)
-            os.environ["MKL_NUM_THREADS"] = str(threads)
-        import torch
-
-        if threads is not None:
-            torch.set_num_threads(threads)
-        from omni_core import OmniDiffusionConfig
-        from omni_core.executors import DiffusionModelRunner
+        from omni_core.executors import RunnerHost
 
         self.rank = rank
-        self.runner = DiffusionModelRunner(OmniDiffusionConfig(**config_fields))
-        self.runner.load_model()
+        self.host = RunnerHost(config_fields, threads=threads)
         self._progress: collections.deque[tuple[list[str], int, int, dict[str, Any]]] = collections.deque(
             maxlen=PROGRESS_BACKLOG
         )
@@ -48,7 +38,7 @@ class DiffusionActor:
 
         context = ray.get_runtime_context()
         return {
-            **self.runner.describe(),
+            **self.host.describe(),
             "rank": self.rank,
             "node_id": context.get_node_id(),
             "actor_id": context.get_actor_id(),
@@ -60,7 +50,7 @@ class DiffusionActor:
             with self._progress_lock:
                 self._progress.append((list(request_ids), step, total, dict(previews)))
 
-        return self.runner.execute(requests, on_step=on_step)
+        return self.host.execute(requests, on_step=on_step)
 
     def progress(self) -> list[tuple[list[str], int, int, dict[str, Any]]]:
         """Denoising steps finished since the last call."""
@@ -70,13 +60,10 @@ class DiffusionActor:
         return events
 
     def abort(self, request_id: str) -> bool:
-        return self.runner.cancel(request_id)
+        return self.host.cancel(request_id)
 
     def rpc(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        target = None if method.startswith("_") else getattr(self.runner, method, None)
-        if not callable(target):
-            raise AttributeError(f"the model runner has no public method {method!r}")
-        return target(*args, **kwargs)
+        return self.host.rpc(method, args, kwargs)
 
     def pid(self) -> int:
         return os.getpid()

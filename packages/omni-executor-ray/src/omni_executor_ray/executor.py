@@ -57,6 +57,8 @@ class ActorSlot:
     info: dict[str, Any] = field(default_factory=dict)
     ready: bool = True
     down_reason: str | None = None
+    gone: bool = False
+    """Ray will not restart this actor again (its ``max_restarts`` are spent, or it was killed)."""
 
     def describe(self) -> str:
         node = str(self.info.get("node_id", "?"))[:12]
@@ -241,17 +243,15 @@ class RayDiffusionExecutor(QueuedDiffusionExecutor[ActorSlot]):
                 if time.monotonic() > deadline:
                     ref, deadline = None, time.monotonic() + self.options.startup_timeout
                 continue
-            except ray.exceptions.RayActorError as exc:
+            except ray.exceptions.ActorUnavailableError:  # Ray says: for the moment (restarting)
                 ref = None
-                if "restart" in str(exc).lower() and "exhausted" not in str(exc).lower():
-                    self._stop.wait(REVIVE_POLL_SECONDS)
-                    continue
+                self._stop.wait(REVIVE_POLL_SECONDS)
+                continue
+            except ray.exceptions.RayActorError as exc:  # ActorDiedError: Ray will not restart it
                 with self._lock:
                     slot.down_reason = f"{slot.describe()} is gone for good: {_ray_cause(exc)}"
-                    if not any(s.ready for s in self._slots):
-                        all_gone = all("for good" in (s.down_reason or "") for s in self._slots)
-                    else:
-                        all_gone = False
+                    slot.gone = True
+                    all_gone = all(s.gone for s in self._slots)
                 if all_gone:
                     self._mark_dead("every Ray actor is gone (max_restarts exhausted)")
                 return

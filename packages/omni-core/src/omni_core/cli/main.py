@@ -158,7 +158,7 @@ def generate(
     except (OmniError, ValueError, TypeError) as exc:
         raise click.ClickException(str(exc)) from exc
     if output.error is not None:
-        raise click.ClickException(f"generation failed: {output.error_type}: {output.error}")
+        raise click.ClickException(f"generation failed: {output.error_type}: {output.exception()}")
     paths = _output_paths(output_path, len(output.output))
     for path, image in zip(paths, output.output, strict=True):
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,8 @@
 """The one door for executor authors.
 
 Everything a package needs to write an executor is importable from here: the
-base classes, the queued-executor base and its batch type, progress events,
+base classes, the queued-executor base and its batch type, the remote-executor
+base (for executors whose model runs elsewhere), progress events,
 the options helpers, the failure classes, request validation and limits, the
 retry policy, image encoding, S3 image offload and the model runner. Users need only
 ``omni_core``; omni's other modules are private to it and may change.
@@ -27,6 +28,8 @@ from omni_core.executors.base import DiffusionExecutor, ProgressEvent, ProgressL
 from omni_core.executors.options import NoOptions, above, at_least, parse_executor_options
 from omni_core.executors.queue import QueuedRequest, RequestQueue
 from omni_core.executors.queued import Batch, QueuedDiffusionExecutor
+from omni_core.executors.remote import PendingRequest, RemoteCall, RemoteDiffusionExecutor, RetryPolicy
+from omni_core.executors.runner_host import RunnerHost, thread_environment
 from omni_core.images import (
     ImageArray,
     decode_input_image,
@@ -48,7 +51,13 @@ from omni_core.offload import (
     restore_images,
 )
 from omni_core.registry import resolve_executor_class
-from omni_core.retry import RetryLater, backoff_seconds, call_with_retries, parse_retry_after
+from omni_core.retry import (
+    RetryLater,
+    backoff_seconds,
+    call_with_retries,
+    exhausted_retries_error,
+    parse_retry_after,
+)
 from omni_core.runner.model_runner import DiffusionModelRunner
 from omni_core.validation import (
     RequestLimits,
@@ -74,7 +83,10 @@ __all__ = [
     "ProgressEvent",
     "ProgressListener",
     "QueuedDiffusionExecutor",
+    "PendingRequest",
     "QueuedRequest",
+    "RemoteCall",
+    "RemoteDiffusionExecutor",
     "RemoteError",
     "RequestCancelledError",
     "RequestLimits",
@@ -82,6 +94,8 @@ __all__ = [
     "RequestTimeoutError",
     "RequestValidationError",
     "RetryLater",
+    "RetryPolicy",
+    "RunnerHost",
     "S3ImageRef",
     "WorkerDiedError",
     "above",
@@ -97,6 +111,8 @@ __all__ = [
     "load_input_image",
     "open_input_image",
     "encode_png_b64",
+    "exhausted_retries_error",
+    "thread_environment",
     "failure_from_fields",
     "fetch_png_b64",
     "offload_images",

@@ -20,6 +20,7 @@ from omni_core.errors import ExecutorDeadError
 from omni_core.executors.base import ProgressEvent
 from omni_core.executors.options import at_least
 from omni_core.executors.queued import Batch, QueuedDiffusionExecutor
+from omni_core.executors.runner_host import RunnerHost
 from omni_core.previews import Preview
 from omni_core.runner.model_runner import DiffusionModelRunner
 
@@ -38,12 +39,8 @@ class InProcDiffusionExecutor(QueuedDiffusionExecutor[DiffusionModelRunner]):
     options_class = InProcOptions
 
     def _start_slots(self) -> None:
-        if self.options.torch_threads is not None:
-            import torch
-
-            torch.set_num_threads(self.options.torch_threads)
-        self.runner = DiffusionModelRunner(self.od_config)
-        self.runner.load_model()
+        self.host = RunnerHost(self.od_config, threads=self.options.torch_threads)
+        self.runner = self.host.runner
 
     def _ready_slots(self) -> Sequence[DiffusionModelRunner]:
         return [self.runner] if self.runner.is_loaded else []
@@ -83,10 +80,7 @@ class InProcDiffusionExecutor(QueuedDiffusionExecutor[DiffusionModelRunner]):
         args: tuple[Any, ...] = (),
         kwargs: dict[str, Any] | None = None,
     ) -> list[Any]:
-        target = getattr(self.runner, method, None) if not method.startswith("_") else None
-        if not callable(target):
-            raise AttributeError(f"collective_rpc: the model runner has no public method {method!r}")
-        return [target(*args, **(kwargs or {}))]
+        return [self.host.rpc(method, args, kwargs)]
 
     def _check_slots(self) -> None:
         if not self.runner.is_loaded:

@@ -31,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from omni_core import DiffusionEngine, DiffusionOutput, OmniDiffusionRequest, RequestLimits
+from omni_core import DiffusionEngine, DiffusionOutput, OmniDiffusionRequest, OmniError, RequestLimits
 from omni_core.executors import ProgressEvent
 from omni_executor_http.output import OutputOptions, usage_for
 from omni_executor_http.protocol import (
@@ -243,9 +243,8 @@ def create_app(
         try:
             future = engine.submit(omni_request)
             output: DiffusionOutput | None = await _result_unless_client_left(request, future)
-        except Exception as exc:
-            logger.exception("engine failed on %s", omni_request.request_id)
-            output = DiffusionOutput.failure(omni_request.request_id, exc)
+        except Exception as exc:  # noqa: BLE001 - logged by engine_failure, answered as its class
+            output = engine_failure(omni_request.request_id, exc)
         finally:
             metrics.queue_depth.dec()
         if output is None:
@@ -294,10 +293,9 @@ def create_app(
         metrics.queue_depth.inc()
         try:
             future = engine.submit(omni_request, on_progress=on_progress)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - logged by engine_failure, answered as its class
             metrics.queue_depth.dec()
-            logger.exception("engine failed on %s", omni_request.request_id)
-            raise api_error_for(DiffusionOutput.failure(omni_request.request_id, exc)) from None
+            raise api_error_for(engine_failure(omni_request.request_id, exc)) from None
         waiting = asyncio.wrap_future(future)
         first = None
         while first is None:
@@ -397,6 +395,19 @@ def create_app(
     app.state.omni = state
     app.state.metrics = metrics
     return app
+
+
+def engine_failure(request_id: str, exc: Exception) -> DiffusionOutput:
+    """A request the engine refused by raising: omni's own failures are one log line, bugs a traceback.
+
+    An executor that is full or shut down says so with an ``OmniError``; a busy server must
+    not print a traceback for every request it turns away.
+    """
+    if isinstance(exc, OmniError):
+        logger.warning("request %s refused: %s: %s", request_id, type(exc).__name__, exc)
+    else:
+        logger.exception("engine failed on %s", request_id)
+    return DiffusionOutput.failure(request_id, exc)
 
 
 def _bearer_matches(request: Request, expected: bytes) -> bool:

@@ -42,8 +42,8 @@ def api_error_for(output: DiffusionOutput) -> APIError:
     field = output.error_field
     param = wire_field(field) if field else None
     message = output.error or "generation failed"
-    if field and param and message.startswith(f"{field}: "):
-        message = f"{param}: {message[len(field) + 2 :]}"  # the name the client wrote, as in param
+    if param:
+        message = f"{param}: {message}"  # the name the client wrote, as in param
     error = APIError(
         failure.status,
         message,

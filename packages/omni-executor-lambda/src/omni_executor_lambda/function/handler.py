@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from omni_core import DiffusionOutput, OmniDiffusionRequest, RequestValidationError
-from omni_core.executors import DiffusionModelRunner, S3ImageRef, offload_images, put_png
+from omni_core.executors import RunnerHost, S3ImageRef, offload_images, put_png
 from omni_executor_lambda.function.settings import FunctionSettings
 from omni_executor_lambda.protocol import build_response, parse_event, response_size
 
@@ -38,10 +38,11 @@ class _Environment:
 
     def __init__(self) -> None:
         self.settings = FunctionSettings.from_environ()
-        self.runner = DiffusionModelRunner(self.settings.diffusion_config())
         started = time.perf_counter()
-        self.runner.load_model()
-        print(f"omni: loaded {self.runner.model_path} in {time.perf_counter() - started:.2f}s", flush=True)
+        self.host = RunnerHost(self.settings.diffusion_config())
+        print(
+            f"omni: loaded {self.host.runner.model_path} in {time.perf_counter() - started:.2f}s", flush=True
+        )
         self.recent: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._s3: Any = None
 
@@ -85,7 +86,7 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
             request_id = raw.get("request_id") if isinstance(raw, dict) else None
             outputs[index] = DiffusionOutput.failure(str(request_id or f"request-{index}"), exc)
     if runnable:
-        results = environment.runner.execute([request for _, request in runnable])
+        results = environment.host.execute([request for _, request in runnable])
         for (index, _), output in zip(runnable, results, strict=True):
             outputs[index] = output
     response = build_response([output.to_dict() for output in outputs if output is not None])
