@@ -120,11 +120,13 @@ def test_wrong_option_type_names_option_and_type() -> None:
 @pytest.mark.parametrize(
     ("field", "value", "match"),
     [
-        ("dtype", "float8", "dtype 'float8'"),
+        ("dtype", "float8", "dtype must be one of 'auto'.*got str 'float8'"),
         ("max_batch_size", 0, "max_batch_size"),
         ("num_gpus", -1, "num_gpus"),
         ("executor_options", [], "executor_options must be a dict"),
-        ("model_name_or_path", 5, "model_name_or_path must be a str"),
+        ("model_name_or_path", 5, "model_name_or_path must be str or None"),
+        ("max_guidance_scale", float("nan"), "max_guidance_scale must be a finite number"),
+        ("request_timeout", 0, "request_timeout must be > 0"),
     ],
 )
 def test_bad_config_fields_fail_at_construction(field: str, value: Any, match: str) -> None:

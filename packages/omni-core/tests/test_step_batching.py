@@ -274,7 +274,7 @@ def test_only_decomposed_families_batch_by_step() -> None:
 
 
 def test_batching_must_be_a_known_mode() -> None:
-    with pytest.raises(ValueError, match="batching 'steps' is not a mode; use one of step, request"):
+    with pytest.raises(ValueError, match="batching must be one of 'step', 'request', got str 'steps'"):
         OmniDiffusionConfig(batching="steps")
 
 

@@ -9,6 +9,7 @@ from omni_core._version import __version__
 from omni_core.config import OmniDiffusionConfig
 from omni_core.engine import DiffusionEngine
 from omni_core.errors import (
+    ConfigError,
     ExecutorDeadError,
     ExecutorNotInstalledError,
     ExecutorOptionsError,
@@ -34,6 +35,7 @@ from omni_core.request import DiffusionOutput, OmniDiffusionRequest
 from omni_core.validation import RequestLimits, validate_request
 
 __all__ = [
+    "ConfigError",
     "DiffusionEngine",
     "DiffusionExecutor",
     "DiffusionOutput",

@@ -71,6 +71,13 @@ class ExecutorOptionsError(OmniError, ValueError):
     """An executor option is unknown, has the wrong type or is out of range."""
 
 
+class ConfigError(OmniError, ValueError, TypeError):
+    """A config field is out of its declared range or of the wrong type; ``field`` names it.
+
+    Both a ``ValueError`` and a ``TypeError``: code written against either keeps working.
+    """
+
+
 class ModelLoadError(OmniError, RuntimeError):
     """The model could not be loaded; the message names the path or hub id."""
 

@@ -14,12 +14,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from celery import Celery
 from kombu import Queue
 
 from omni_core import ExecutorOptionsError
+from omni_core.executors import above, declare
 
 TASK_NAME = "omni.generate"
 ABORT_COMMAND = "omni_abort"
@@ -31,15 +32,32 @@ MAX_PRIORITY = 9
 class CelerySettings:
     """What both the executor and ``omni celery worker`` must agree on."""
 
-    broker_url: str
-    result_backend: str | None = None
+    broker_url: str = field(
+        metadata=declare(
+            help="redis://... or amqp://...", flag="--broker", envvar="OMNI_CELERY_BROKER", required=True
+        )
+    )
+    result_backend: str | None = field(
+        default=None,
+        metadata=declare(
+            help="key-value result store, e.g. redis://host:6379/1 "
+            "[default: the Redis broker; RabbitMQ needs one]",
+            flag="--backend",
+            envvar="OMNI_CELERY_BACKEND",
+        ),
+    )
     """A key-value result store; ``None`` means the Redis broker itself. RabbitMQ needs one named."""
-    queue: str = "omni"
-    task_time_limit: float = 600.0
+    queue: str = field(default="omni", metadata=declare(help="the queue workers consume and clients send to"))
+    task_time_limit: float = field(
+        default=600.0, metadata=above(0, help="seconds a request may run on a worker")
+    )
     """Seconds a task may run before the worker kills it (the request fails as timed out)."""
-    visibility_timeout: float = 900.0
+    visibility_timeout: float = field(
+        default=900.0,
+        metadata=above(0, help="Redis: seconds before an unacknowledged task is delivered again"),
+    )
     """Redis: seconds before an unacknowledged task is delivered again; keep it above the longest task."""
-    result_expires: float = 3600.0
+    result_expires: float = field(default=3600.0, metadata=above(0, help="seconds a result is kept"))
     """Seconds a result is kept for its client (and for deduplication)."""
 
     def __post_init__(self) -> None:

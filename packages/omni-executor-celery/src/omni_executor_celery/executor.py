@@ -13,6 +13,7 @@ remote base (:class:`~omni_core.executors.RemoteDiffusionExecutor`).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
 import threading
@@ -42,20 +43,15 @@ IDLE_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
-class CeleryOptions:
-    """Options of the Celery executor (``config.executor_options``); the worker takes the same."""
+class CeleryOptions(CelerySettings):
+    """Options of the Celery executor (``config.executor_options``).
+
+    What workers and clients must agree on is :class:`CelerySettings` (the worker command's
+    flags come from the same fields); the client adds how long it waits and how much it holds.
+    """
 
     broker_url: str = "redis://127.0.0.1:6379/0"
     """``redis://host:port/db`` or ``amqp://user:password@host:port/vhost`` (RabbitMQ)."""
-    result_backend: str | None = None
-    """Key-value result store (``redis://...``); ``None``: the Redis broker itself. RabbitMQ needs one."""
-    queue: str = "omni"
-    task_time_limit: float = field(default=600.0, metadata=above(0))
-    """Seconds a request may run on a worker; past it, ``RequestTimeoutError``."""
-    visibility_timeout: float = field(default=900.0, metadata=above(0))
-    """Redis: an unacknowledged task (its worker died) is delivered again after this long."""
-    result_expires: float = field(default=3600.0, metadata=above(0))
-    """Seconds a result is kept for its client (unfetched ones then disappear)."""
     health_timeout: float = field(default=2.0, metadata=above(0))
     """Seconds ``check_health`` waits for the broker and a worker's ping."""
     max_pending: int = field(default=10_000, metadata=at_least(1))
@@ -63,18 +59,9 @@ class CeleryOptions:
     s3_endpoint_url: str | None = None
     """Where workers started with ``--s3-bucket`` put large images (``None``: AWS or ``AWS_ENDPOINT_URL``)."""
 
-    def __post_init__(self) -> None:
-        self.settings()  # a broker/backend pair that cannot work is refused here, naming the option
-
     def settings(self) -> CelerySettings:
-        return CelerySettings(
-            broker_url=self.broker_url,
-            result_backend=self.result_backend,
-            queue=self.queue,
-            task_time_limit=self.task_time_limit,
-            visibility_timeout=self.visibility_timeout,
-            result_expires=self.result_expires,
-        )
+        shared = {f.name: getattr(self, f.name) for f in dataclasses.fields(CelerySettings)}
+        return CelerySettings(**shared)
 
 
 class CeleryDiffusionExecutor(RemoteDiffusionExecutor):

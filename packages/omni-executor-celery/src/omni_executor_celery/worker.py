@@ -15,14 +15,14 @@ import json
 import logging
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from celery import signals
 from celery.worker.control import control_command
 
 from omni_core import DiffusionOutput, OmniDiffusionRequest, RequestTimeoutError, RequestValidationError
-from omni_core.executors import S3ImageRef, offload_images, put_png
+from omni_core.executors import S3ImageRef, at_least, declare, offload_images, put_png
 from omni_executor_celery.app import ABORT_COMMAND, TASK_NAME, CelerySettings, make_app
 
 logger = logging.getLogger(__name__)
@@ -43,10 +43,14 @@ class OffloadSettings:
     it until ``result_expires``); an object store is where megabytes belong.
     """
 
-    bucket: str
-    above_bytes: int = 1024 * 1024
+    bucket: str = field(
+        metadata=declare(help="put images above --offload-above bytes in this bucket", flag="--s3-bucket")
+    )
+    above_bytes: int = field(default=1024 * 1024, metadata=at_least(0, flag="--offload-above"))
     prefix: str = "omni/"
-    endpoint_url: str | None = None
+    endpoint_url: str | None = field(
+        default=None, metadata=declare(help="S3-compatible endpoint [default: AWS]", flag="--s3-endpoint-url")
+    )
     presign_seconds: int | None = None
 
 

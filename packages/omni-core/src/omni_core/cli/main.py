@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from omni_core._version import __version__
-from omni_core.cli.parsing import engine_options, parse_cli_size, parse_options
+from omni_core.cli.flags import config_from_flags, config_options, engine_options, parse_cli_size
 from omni_core.cli.progress import PreviewWriter, StepProgress
 from omni_core.errors import OmniError, RequestValidationError
 from omni_core.registry import (
@@ -75,6 +75,7 @@ def cli() -> None:
     help="PNG to write; with -n > 1, NAME-0.png, NAME-1.png, ...",
 )
 @engine_options
+@config_options("device", "dtype")
 @click.option("--size", default=None, metavar="WxH", help="image size, e.g. 64x64 [default: the model's]")
 @click.option("--steps", type=int, default=None, help="denoising steps [default: the model's]")
 @click.option("--guidance", type=float, default=None, help="classifier-free guidance scale")
@@ -98,10 +99,6 @@ def cli() -> None:
 def generate(
     prompt: str,
     output_path: Path,
-    model: str | None,
-    model_class: str | None,
-    executor: str | None,
-    options: tuple[str, ...],
     size: str | None,
     steps: int | None,
     guidance: float | None,
@@ -111,22 +108,18 @@ def generate(
     preview_dir: Path | None,
     previews: int,
     quiet: bool,
+    **engine_flags: Any,
 ) -> None:
     """Generate images for PROMPT and write them as PNG."""
-    from omni_core.config import OmniDiffusionConfig
     from omni_core.engine import DiffusionEngine
     from omni_core.images import to_pil
     from omni_core.request import OmniDiffusionRequest
     from omni_core.validation import RequestLimits, validate_request
 
     width, height = parse_cli_size(size) if size else (None, None)
+    config = config_from_flags(engine_flags)
+    executor = config.executor_class
     try:
-        config = OmniDiffusionConfig(
-            model_name_or_path=model,
-            model_class_name=model_class,
-            executor_class=executor,
-            executor_options=parse_options(options),
-        )
         request = OmniDiffusionRequest(
             prompt=prompt,
             negative_prompt=negative_prompt,

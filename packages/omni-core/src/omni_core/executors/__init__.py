@@ -10,6 +10,7 @@ Importing this package does not import torch (the runner does, when built).
 """
 
 from omni_core.config import worker_config_fields
+from omni_core.declared import declare, is_finite_number
 from omni_core.errors import (
     FAILURE_CLASSES,
     ExecutorDeadError,
@@ -111,7 +112,9 @@ __all__ = [
     "load_input_image",
     "open_input_image",
     "encode_png_b64",
+    "declare",
     "exhausted_retries_error",
+    "is_finite_number",
     "thread_environment",
     "failure_from_fields",
     "fetch_png_b64",

@@ -18,23 +18,14 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import types
-import typing
-from typing import Any, TypeVar, Union
+from typing import Any, TypeVar
 
-from omni_core.errors import ExecutorOptionsError
+from omni_core.declared import above, at_least, check_values, declared_fields
+from omni_core.errors import ExecutorOptionsError, OmniError
+
+__all__ = ["NoOptions", "above", "at_least", "parse_executor_options"]
 
 OptionsT = TypeVar("OptionsT")
-
-
-def at_least(minimum: float) -> dict[str, float]:
-    """Field metadata: the option must be >= ``minimum`` (``None`` is always allowed)."""
-    return {"min": minimum}
-
-
-def above(bound: float) -> dict[str, float]:
-    """Field metadata: the option must be > ``bound`` (``None`` is always allowed)."""
-    return {"gt": bound}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,10 +36,10 @@ class NoOptions:
 def parse_executor_options(
     options_class: type[OptionsT], values: dict[str, Any], *, executor_name: str
 ) -> OptionsT:
-    """Build ``options_class`` from ``values``, rejecting unknown keys and wrong types."""
+    """Build ``options_class`` from ``values``, rejecting unknown keys, wrong types and ranges."""
     if not dataclasses.is_dataclass(options_class):
         raise TypeError(f"{executor_name}.options_class must be a dataclass")
-    fields = {f.name: f for f in dataclasses.fields(options_class) if f.init}
+    fields = declared_fields(options_class)
     unknown = sorted(set(values) - set(fields))
     if unknown:
         first = unknown[0]
@@ -58,65 +49,21 @@ def parse_executor_options(
         raise ExecutorOptionsError(
             f"unknown executor option(s) {unknown} for {executor_name}; valid options: {valid}{hint}"
         )
-    hints = typing.get_type_hints(options_class)
-    for name, value in values.items():
-        expected = hints.get(name, Any)
-        if not _matches(value, expected):
-            raise ExecutorOptionsError(
-                f"executor option {name!r} of {executor_name} must be {_describe(expected)}, "
-                f"got {type(value).__name__} {value!r}"
-            )
-    for name, value in values.items():
-        _check_range(name, value, fields[name].metadata, executor_name)
-    for name, f in fields.items():
-        if name not in values and f.default is not dataclasses.MISSING:
-            _check_range(name, f.default, f.metadata, executor_name)
+    defaults = {
+        name: f.default
+        for name, f in fields.items()
+        if name not in values and f.default is not dataclasses.MISSING
+    }
+    found = check_values(options_class, {**values, **defaults})
+    if found is not None:
+        name, problem = found
+        raise ExecutorOptionsError(f"executor option {name!r} of {executor_name} {problem}", field=name)
     try:
         return options_class(**values)
+    except OmniError as exc:  # the options' own check, naming its option
+        where = f"option {exc.field!r} " if exc.field else ""
+        raise ExecutorOptionsError(
+            f"invalid {where}for {executor_name}: {exc.message}", field=exc.field
+        ) from exc
     except (TypeError, ValueError) as exc:
         raise ExecutorOptionsError(f"invalid options for {executor_name}: {exc}") from exc
-
-
-def _check_range(name: str, value: Any, metadata: Any, executor_name: str) -> None:
-    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
-        return
-    if "min" in metadata and value < metadata["min"]:
-        raise ExecutorOptionsError(
-            f"executor option {name!r} of {executor_name} must be >= {metadata['min']}, got {value!r}"
-        )
-    if "gt" in metadata and value <= metadata["gt"]:
-        raise ExecutorOptionsError(
-            f"executor option {name!r} of {executor_name} must be > {metadata['gt']}, got {value!r}"
-        )
-
-
-def _matches(value: Any, expected: Any) -> bool:
-    if expected is Any:
-        return True
-    origin = typing.get_origin(expected)
-    if origin in (Union, types.UnionType):
-        return any(_matches(value, arg) for arg in typing.get_args(expected))
-    if expected is type(None):
-        return value is None
-    if origin is typing.Literal:
-        return value in typing.get_args(expected)
-    if origin is not None:
-        expected = origin
-    if expected is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if expected is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if isinstance(expected, type):
-        return isinstance(value, expected)
-    return True
-
-
-def _describe(expected: Any) -> str:
-    origin = typing.get_origin(expected)
-    if origin in (Union, types.UnionType):
-        return " or ".join(_describe(arg) for arg in typing.get_args(expected))
-    if expected is type(None):
-        return "None"
-    if origin is typing.Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(expected))
-    return getattr(expected, "__name__", str(expected))

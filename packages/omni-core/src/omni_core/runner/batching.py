@@ -13,8 +13,10 @@ Torch-free, so it is cheap to test and reuse in schedulers.
 from __future__ import annotations
 
 import json
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from omni_core.request import OmniDiffusionRequest
 
@@ -139,7 +141,8 @@ STEP_BATCHING_PIPELINES = frozenset(
 denoiser forwards may be merged across requests. A custom pipeline joins by naming its denoiser
 in a class attribute ``omni_step_denoiser = "unet"`` (see docs/batching.md)."""
 DENOISER_ATTRIBUTES = ("unet", "transformer")
-BATCHING_MODES = ("step", "request")
+Batching = Literal["step", "request"]
+BATCHING_MODES: tuple[str, ...] = typing.get_args(Batching)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from omni_core import DiffusionEngine, DiffusionOutput, OmniDiffusionRequest, OmniError, RequestLimits
-from omni_core.executors import ProgressEvent
+from omni_core.executors import ProgressEvent, above, at_least, declare
 from omni_executor_http.output import OutputOptions, usage_for
 from omni_executor_http.protocol import (
     EDIT_IMAGE_FIELDS,
@@ -75,21 +75,40 @@ METRICS_RPC_SECONDS = 2.0
 
 @dataclass
 class ServerSettings:
-    """What an operator configures (``omni serve`` flags)."""
+    """What an operator configures; ``omni serve`` builds its flags from these declarations."""
 
-    api_key: str | None = None
-    served_model_name: str = "omni"
-    max_body_bytes: int = 64 * 1024
+    api_key: str | None = field(
+        default=None,
+        metadata=declare(
+            help="require 'Authorization: Bearer KEY' [env: OMNI_API_KEY]", envvar="OMNI_API_KEY"
+        ),
+    )
+    served_model_name: str = field(default="omni", metadata=declare(help="the id /v1/models reports"))
+    max_body_bytes: int = field(
+        default=64 * 1024, metadata=at_least(1, help="largest JSON body (and an edit form's text fields)")
+    )
     limits: RequestLimits = field(default_factory=RequestLimits)
-    body_timeout: float = 30.0
+    body_timeout: float = field(default=30.0, metadata=above(0, help="seconds to send the body, then 408"))
     """Seconds a client has to send its whole body; then 408 and the connection closes."""
     max_json_depth: int = MAX_JSON_DEPTH
     """Deepest nesting a body may have (omni's bodies are flat; a deep one is an attack)."""
-    max_image_bytes: int = 8 * 1024 * 1024
+    max_image_bytes: int = field(
+        default=8 * 1024 * 1024, metadata=at_least(1, help="largest image or mask file an edit may upload")
+    )
     """Largest file an edit may upload (each image, and the mask)."""
-    max_upload_bytes_in_flight: int | None = None
+    max_upload_bytes_in_flight: int | None = field(
+        default=None,
+        metadata=at_least(
+            1,
+            help="edit bodies read and parsed at once, in bytes; past it new ones get 429 with Retry-After "
+            "[default: two maximum-size edits]",
+        ),
+    )
     """Edit bodies read and parsed at once (:mod:`.uploads`); ``None``: two maximum-size edits."""
-    image_url_ttl: float = DEFAULT_IMAGE_URL_TTL
+    image_url_ttl: float = field(
+        default=DEFAULT_IMAGE_URL_TTL,
+        metadata=above(0, help="seconds an image made for response_format=url stays readable at its URL"),
+    )
     """Seconds an image made for ``response_format=url`` stays readable (:mod:`.image_store`)."""
     max_stored_images: int = 1024
     max_stored_bytes: int = 256 * 1024 * 1024

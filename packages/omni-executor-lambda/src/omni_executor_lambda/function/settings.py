@@ -49,7 +49,7 @@ class FunctionSettings:
             model=model,
             model_class=env.get("OMNI_MODEL_CLASS") or None,
             dtype=env.get("OMNI_DTYPE", "auto"),
-            max_batch_size=_int(env, "OMNI_MAX_BATCH_SIZE", 8, minimum=1),
+            max_batch_size=_int(env, "OMNI_MAX_BATCH_SIZE", OmniDiffusionConfig.max_batch_size, minimum=1),
             max_requests_per_invocation=_int(env, "OMNI_MAX_REQUESTS_PER_INVOCATION", 16, minimum=1),
             s3_bucket=env.get("OMNI_S3_BUCKET") or None,
             s3_prefix=env.get("OMNI_S3_PREFIX", "omni-outputs/"),
@@ -64,7 +64,7 @@ class FunctionSettings:
             return OmniDiffusionConfig(
                 model_name_or_path=self.model,
                 model_class_name=self.model_class,
-                dtype=self.dtype,
+                dtype=self.dtype,  # type: ignore[arg-type] # checked against its declaration by the config
                 device="cpu",  # Lambda has no GPU
                 max_batch_size=self.max_batch_size,
                 loras=self.loras,
