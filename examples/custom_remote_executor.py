@@ -1,11 +1,7 @@
-"""A complete executor for a remote image API, written on the ABC, with its settings in a config subclass.
+"""An executor for any OpenAI-compatible images API, on core's remote base; settings in a config subclass.
 
-It speaks the OpenAI Images API (``POST /v1/images/generations``), so it works
-against ``omni serve`` (started here on 127.0.0.1) or any compatible service.
-Five methods make it complete; ``submit``, progress listeners and the
-idempotent ``shutdown`` come from :class:`DiffusionExecutor`.
-
-Run: python examples/custom_remote_executor.py
+Its own part is one call (send, read the answer); validation, retries, abort, timings, the health and
+shutdown guards and ``collective_rpc("ping")`` come from the base. Runs against ``omni serve`` on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -18,11 +14,16 @@ from typing import Any
 
 import httpx
 
-from omni_core import DiffusionEngine, DiffusionOutput, OmniDiffusionRequest
-from omni_core.config import OmniDiffusionConfig
-from omni_core.errors import ExecutorDeadError, RemoteError
-from omni_core.executors import DiffusionExecutor
-from omni_core.images import decode_png_b64
+from omni_core import DiffusionEngine, DiffusionOutput, OmniDiffusionConfig, OmniDiffusionRequest
+from omni_core.executors import (
+    ExecutorDeadError,
+    RemoteCall,
+    RemoteDiffusionExecutor,
+    RemoteError,
+    RetryLater,
+    decode_png_b64,
+    parse_retry_after,
+)
 
 
 @dataclass
@@ -31,60 +32,50 @@ class RemoteImagesConfig(OmniDiffusionConfig):
 
     api_base: str = "http://127.0.0.1:8000"
     api_key: str | None = None
-    request_timeout: float = 120.0
+    api_timeout: float = 120.0
 
 
-class RemoteImagesExecutor(DiffusionExecutor):
+class RemoteImagesExecutor(RemoteDiffusionExecutor):
     """One HTTP call per request to an OpenAI-compatible images endpoint."""
 
-    def _init_executor(self) -> None:
-        config = self.od_config
-        if not isinstance(config, RemoteImagesConfig):
+    def _init_remote(self) -> None:
+        if not isinstance(config := self.od_config, RemoteImagesConfig):
             raise TypeError(f"{type(self).__name__} needs a RemoteImagesConfig, got {type(config).__name__}")
         headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
-        self.client = httpx.Client(base_url=config.api_base, headers=headers, timeout=config.request_timeout)
+        self.client = httpx.Client(base_url=config.api_base, headers=headers, timeout=config.api_timeout)
 
-    def execute_model(self, requests: Sequence[OmniDiffusionRequest]) -> list[DiffusionOutput]:
-        return [self._generate(request) for request in requests]
-
-    def _generate(self, request: OmniDiffusionRequest) -> DiffusionOutput:
+    def _call(self, call: RemoteCall) -> Sequence[DiffusionOutput]:
+        (request,) = call.requests
         body: dict[str, Any] = {"prompt": request.prompt, "n": request.num_outputs_per_prompt}
-        body["response_format"] = "b64_json"
         if request.height and request.width:
             body["size"] = f"{request.width}x{request.height}"
         for name in ("negative_prompt", "num_inference_steps", "guidance_scale", "seed"):
             if getattr(request, name) is not None:
                 body[name] = getattr(request, name)
         try:
-            response = self.client.post("/v1/images/generations", json=body)
-            if response.is_error:
-                # A failed request fails alone: its output carries the server's words, the executor goes on.
-                message = response.json().get("error", {}).get("message", response.text)
-                error = RemoteError(f"HTTP {response.status_code}: {message}")
-                return DiffusionOutput.failure(request.request_id, error)
-            images = [decode_png_b64(item["b64_json"]) for item in response.json()["data"]]
-        except (httpx.HTTPError, KeyError, ValueError) as exc:
-            return DiffusionOutput.failure(request.request_id, RemoteError(f"{type(exc).__name__}: {exc}"))
-        return DiffusionOutput(request_id=request.request_id, output=images, seed=request.seed)
+            response = self.client.post(
+                "/v1/images/generations", json={**body, "response_format": "b64_json"}
+            )
+        except httpx.ConnectError as exc:  # never reached the server: safe to send again
+            raise RetryLater(f"{self.client.base_url} is unreachable: {exc}") from exc
+        if response.status_code in (
+            429,
+            503,
+        ):  # full: the base waits Retry-After, then gives up as overloaded
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            raise RetryLater(f"HTTP {response.status_code}", retry_after=retry_after, overloaded=True)
+        if response.is_error:
+            raise RemoteError(f"HTTP {response.status_code}: {response.text[:300]}")
+        images = [decode_png_b64(item["b64_json"]) for item in response.json()["data"]]
+        return [DiffusionOutput(request_id=request.request_id, output=images, seed=request.seed)]
 
-    def collective_rpc(
-        self,
-        method: str,
-        timeout: float | None = None,
-        args: tuple[Any, ...] = (),
-        kwargs: dict[str, Any] | None = None,
-    ) -> list[Any]:
-        if method != "models":
-            raise AttributeError(f"{type(self).__name__} supports collective_rpc('models') only")
-        return [self.client.get("/v1/models", timeout=timeout).json()]
-
-    def check_health(self) -> None:
+    def _check_remote(self) -> None:
         try:
             self.client.get("/health").raise_for_status()
         except httpx.HTTPError as exc:
             raise ExecutorDeadError(f"{self.client.base_url} is not healthy: {exc}") from exc
 
-    def shutdown(self) -> None:
+    def _close_remote(self) -> None:
         self.client.close()
 
 
@@ -96,18 +87,12 @@ def main() -> None:
         config = RemoteImagesConfig(executor_class=RemoteImagesExecutor, api_base=server.url)
         with DiffusionEngine(config) as engine:
             engine.check_health()
-            good, bad = engine.step(
-                [
-                    OmniDiffusionRequest(prompt="a handwritten 4", height=64, width=64, seed=8),
-                    OmniDiffusionRequest(prompt="a handwritten 4", height=63, width=64, seed=8),
-                ]
-            )
-            print(
-                f"{type(engine.executor).__name__} via {server.url}: {good.output[0].shape}, seed {good.seed}"
-            )
-            print(f"a bad size fails alone: {bad.error_type}: {bad.error}")
+            requests = [OmniDiffusionRequest("a handwritten 4", seed=8), OmniDiffusionRequest("4", height=63)]
+            good, bad = engine.step(requests)
+            print(f"{type(engine.executor).__name__} via {server.url}: {good.output[0].shape}")
+            print(f"a bad size fails alone, before it travels: {bad.error_type}: {bad.exception()}")
             assert good.ok
-            assert not bad.ok
+            assert bad.error_field == "height"
 
 
 if __name__ == "__main__":

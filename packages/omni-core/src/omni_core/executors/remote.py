@@ -118,8 +118,13 @@ class RemoteDiffusionExecutor(DiffusionExecutor):
 
     @property
     def max_pending(self) -> int | None:
-        """Requests awaiting an answer at once; more fail at once with ``OverloadedError``."""
-        return None
+        """Requests awaiting an answer at once; more fail at once with ``OverloadedError``.
+
+        By default the config's ``max_queued_requests`` means here what it means for a local
+        executor: that many may wait for one of the ``max_concurrent_submits`` calls in flight.
+        """
+        queued = self.od_config.max_queued_requests
+        return None if queued is None else queued + self.max_concurrent_submits
 
     def _call(self, call: RemoteCall) -> Sequence[DiffusionOutput]:
         """Send ``call.requests`` once and read the answer: one output per request, in order.
@@ -301,7 +306,21 @@ class RemoteDiffusionExecutor(DiffusionExecutor):
             logger.warning("could not tell %s to abort %s: %s", self.remote_name, request_id, exc)
         return True
 
-    # ------------------------------------------------------------ health, stop
+    # ------------------------------------------------------------ rpc, health, stop
+
+    def collective_rpc(
+        self,
+        method: str,
+        timeout: float | None = None,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> list[Any]:
+        """``"ping"``: one ``"pong"`` once :meth:`check_health` passes. The model runs elsewhere, so a
+        remote executor that can reach its workers' methods overrides this."""
+        if method != "ping":
+            raise AttributeError(f"collective_rpc: {type(self).__name__} supports 'ping', not {method!r}")
+        self.check_health()
+        return ["pong"]
 
     def _raise_if_shut_down(self) -> None:
         if self.is_shutdown or self._closing.is_set():

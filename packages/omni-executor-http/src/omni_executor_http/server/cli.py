@@ -30,6 +30,7 @@ SERVER_FIELDS = (
 CONFIG_FIELDS = (
     *ENGINE_FIELDS,
     "max_batch_size",
+    "batching",
     "max_queued_requests",
     "request_timeout",
     "default_num_inference_steps",

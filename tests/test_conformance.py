@@ -1,0 +1,133 @@
+"""One failure, one channel: every executor answers the same scenarios with the same class.
+
+A bad field, overload, abort of a queued and of a running request, a timeout and a shutdown
+while busy, played (:mod:`omni_core.testing_conformance`) against each executor that runs
+here, with the real thing behind it: worker processes, ``omni serve`` on loopback, the local
+Lambda service, ``omni celery worker`` over a real Redis, and a Ray cluster in its own network
+namespace. Each executor runs one request at a time with a queue of one, so a third request
+is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from omni_core import DiffusionEngine, OmniDiffusionConfig
+from omni_core.testing_conformance import EXPECTED, run_conformance
+
+EngineFactory = Callable[[], DiffusionEngine]
+ONE_AT_A_TIME = {"batching": "request", "max_batch_size": 1, "max_queued_requests": 1}
+SERVER_FLAGS = ("--option", "num_workers=1", "--batching", "request", "--max-batch-size", "1")
+
+
+def local(model: Path, executor: str, **options: object) -> EngineFactory:
+    config = OmniDiffusionConfig(
+        model_name_or_path=str(model), executor_class=executor, executor_options=options, **ONE_AT_A_TIME
+    )
+    return lambda: DiffusionEngine(config)
+
+
+@contextlib.contextmanager
+def engines(name: str, model: Path, tmp: Path) -> Iterator[EngineFactory]:
+    if name in ("inproc", "mp"):
+        yield local(model, name, **({"num_workers": 1} if name == "mp" else {}))
+    elif name == "priority":
+        options = {
+            "inner": "mp",
+            "inner_options": {"num_workers": 1},
+            "max_inflight": 1,
+            "max_queue_per_level": 1,
+        }
+        yield local(model, "priority", **options)
+    elif name in ("http", "external"):
+        from omni_executor_http.testing import run_server
+
+        with run_server(model, *SERVER_FLAGS, "--max-queued-requests", "1", executor="mp", tmp=tmp) as server:
+            where = {"base_url": server.url} if name == "http" else {"urls": [server.url]}
+            config = OmniDiffusionConfig(executor_class=name, executor_options={**where, "max_retries": 0})
+            yield lambda: DiffusionEngine(config)
+    elif name == "lambda":
+        from omni_executor_lambda.local import LocalFunction
+        from omni_executor_lambda.testing import local_lambda
+
+        function = LocalFunction("omni", environment={"OMNI_MODEL": str(model)}, concurrency=1)
+        with local_lambda([function]) as service:
+            options = {"endpoint_url": service.endpoint_url, "region": "us-east-1", "concurrency": 1}
+            config = OmniDiffusionConfig(
+                executor_class="lambda", executor_options=options, max_queued_requests=1
+            )
+            yield lambda: DiffusionEngine(config)
+    elif name == "celery":
+        from omni_executor_celery.brokers import redis_server
+        from omni_executor_celery.testing import celery_config, celery_workers, wait_for_workers
+
+        with redis_server(tmp) as broker:
+            backend = broker.rsplit("/", 1)[0] + "/1"
+            with celery_workers(broker, backend, model):
+                config = celery_config(model, broker, backend, max_pending=2)  # one running, one queued
+                with DiffusionEngine(config) as probe:
+                    wait_for_workers(probe)
+                yield lambda: DiffusionEngine(config)
+    else:
+        raise ValueError(name)
+
+
+def check(outcomes: dict[str, list[str | None]] | dict[str, tuple[str | None, str | None]]) -> None:
+    got = {scenario: tuple(value) for scenario, value in outcomes.items()}
+    assert got == EXPECTED
+
+
+@pytest.mark.parametrize("executor", ["inproc", "mp", "priority", "http", "external", "lambda", "celery"])
+def test_every_failure_arrives_as_an_output_of_its_class(
+    executor: str, tiny_model: Path, tmp_path: Path
+) -> None:
+    if (
+        executor == "celery"
+        and shutil.which("redis-server") is None
+        and not Path("/usr/bin/redis-server").exists()
+    ):
+        message = "needs redis-server: apt-get install -y redis-server"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    with engines(executor, tiny_model, tmp_path) as make_engine:
+        check(run_conformance(make_engine))
+
+
+RAY_SCRIPT = """
+import json, sys
+from omni_core import DiffusionEngine, OmniDiffusionConfig
+from omni_core.testing_conformance import run_conformance
+config = OmniDiffusionConfig(
+    model_name_or_path=sys.argv[1], executor_class="ray", batching="request", max_batch_size=1,
+    max_queued_requests=1, executor_options={"num_workers": 1, "threads_per_worker": 1},
+)
+print(json.dumps(run_conformance(lambda: DiffusionEngine(config))))
+"""
+
+
+def test_ray_answers_the_same(tiny_model: Path) -> None:
+    """Ray binds to the host's primary address: the driver and its local cluster run with loopback only."""
+    if importlib.util.find_spec("omni_executor_ray") is None:
+        pytest.skip("omni-executor-ray is not installed")
+    if shutil.which("unshare") is None:
+        message = "needs unshare (util-linux) to keep Ray on loopback"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    inner = f"ip link set lo up && exec {sys.executable} -c '{RAY_SCRIPT}' {tiny_model}"
+    done = subprocess.run(
+        ["unshare", "-rn", "sh", "-c", inner], capture_output=True, text=True, timeout=900, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    check(json.loads(done.stdout.strip().splitlines()[-1]))
