@@ -7,13 +7,10 @@ under ``unshare -rn`` with only loopback; this test drives it from inside too.
 from __future__ import annotations
 
 import importlib.util
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from private_network import run_with_loopback_only
 
 SCRIPT = """
 import sys
@@ -34,14 +31,5 @@ with run_server(model, "--option", "num_workers=1", executor="ray", tmp=tmp) as 
 def test_omni_serve_with_the_ray_executor(tiny_model: Path, tmp_path: Path) -> None:
     if importlib.util.find_spec("omni_executor_ray") is None:
         pytest.skip("omni-executor-ray is not installed")
-    if shutil.which("unshare") is None:
-        message = "needs unshare (util-linux) to keep Ray on loopback"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    inner = f"ip link set lo up && exec {sys.executable} -c '{SCRIPT}' {tiny_model} {tmp_path}"
-    done = subprocess.run(
-        ["unshare", "-rn", "sh", "-c", inner], capture_output=True, text=True, timeout=300, check=False
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.strip().splitlines()[-1] == "200 1"
+    stdout = run_with_loopback_only(SCRIPT, str(tiny_model), str(tmp_path), timeout=300)
+    assert stdout.strip().splitlines()[-1] == "200 1"

@@ -40,16 +40,16 @@ RESULT_SECONDS = 300.0
 """Longest a scenario waits for an output: far past any answer, short of a hang."""
 REFUSAL_SECONDS = 30.0
 """Longest the overload scenario waits for a refusal to come back (a round trip, or retries)."""
-BUSY_SECONDS = 1.5
+BUSY_SECONDS = 1.0
 """How long a scenario lets a long request get going (where no step events say so)."""
 
 _seeds = itertools.count(100)
 
 
-def long_request(steps: int = 40, **fields: object) -> OmniDiffusionRequest:
-    """A request that keeps one slot busy for seconds on the tiny model."""
+def long_request(steps: int = 200, timeout: float | None = None) -> OmniDiffusionRequest:
+    """A request that keeps one slot busy for many seconds on the tiny model (200 steps at 128x128)."""
     return OmniDiffusionRequest(
-        prompt="busy", height=128, width=128, num_inference_steps=steps, seed=next(_seeds), **fields
+        prompt="busy", height=128, width=128, num_inference_steps=steps, seed=next(_seeds), timeout=timeout
     )
 
 

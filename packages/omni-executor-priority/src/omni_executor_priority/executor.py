@@ -87,8 +87,7 @@ class PriorityDiffusionExecutor(DiffusionExecutor):
         victim: Entry | None = None
         entry: Entry | None = None
         with self._lock:
-            if self._stopping or self.is_shutdown:
-                raise ExecutorDeadError("PriorityDiffusionExecutor is shut down; create a new engine")
+            self._raise_if_shut_down(self._stopping)
             self._stats.counts["submitted"] += 1
             rejection = self._rejection(request, now)
             if rejection is not None:
@@ -297,8 +296,7 @@ class PriorityDiffusionExecutor(DiffusionExecutor):
         return self.inner.collective_rpc(method, timeout=timeout, args=args, kwargs=kwargs)
 
     def check_health(self) -> None:
-        if self.is_shutdown or self._stopping:
-            raise ExecutorDeadError("PriorityDiffusionExecutor is shut down")
+        self._raise_if_shut_down(self._stopping)
         self.inner.check_health()
 
     def shutdown(self) -> None:

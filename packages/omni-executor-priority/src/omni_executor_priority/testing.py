@@ -19,7 +19,6 @@ from typing import Any
 from omni_core import (
     DiffusionExecutor,
     DiffusionOutput,
-    ExecutorDeadError,
     OmniDiffusionRequest,
     ProgressEvent,
     RequestCancelledError,
@@ -52,8 +51,7 @@ class StepTimerExecutor(DiffusionExecutor):
         self._thread.start()
 
     def submit(self, request: OmniDiffusionRequest) -> Future[DiffusionOutput]:
-        if self.is_shutdown:
-            raise ExecutorDeadError("StepTimerExecutor is shut down")
+        self._raise_if_shut_down()
         future: Future[DiffusionOutput] = Future()
         with self._lock:
             self._known.add(request.request_id)
@@ -113,8 +111,7 @@ class StepTimerExecutor(DiffusionExecutor):
         raise AttributeError(f"StepTimerExecutor has no method {method!r}")
 
     def check_health(self) -> None:
-        if self.is_shutdown:
-            raise ExecutorDeadError("StepTimerExecutor is shut down")
+        self._raise_if_shut_down()
 
     def shutdown(self) -> None:
         self._queue.put(None)

@@ -149,8 +149,7 @@ class DiffusionExecutor(ABC):
         For executors that run one request per call (remote ones): their ``submit``
         is this, and the pool is closed at shutdown.
         """
-        if self._is_shutdown:
-            raise ExecutorDeadError(f"{type(self).__name__} is shut down; create a new engine")
+        self._raise_if_shut_down()
         with self._submit_pool_lock:
             if self._submit_pool is None:
                 self._submit_pool = ThreadPoolExecutor(
@@ -159,6 +158,11 @@ class DiffusionExecutor(ABC):
                 )
             pool = self._submit_pool
         return pool.submit(call, *args)
+
+    def _raise_if_shut_down(self, stopping: bool = False) -> None:
+        """The one guard of every executor's entry points: raise once shut down (or ``stopping``)."""
+        if stopping or self._is_shutdown:
+            raise ExecutorDeadError(f"{type(self).__name__} is shut down; create a new engine")
 
     def _execute_one(self, request: OmniDiffusionRequest) -> DiffusionOutput:
         outputs = self.execute_model([request])

@@ -26,6 +26,8 @@ and delivers each request when it finishes (:meth:`_complete_outputs`).
 
 from __future__ import annotations
 
+import contextlib
+
 import itertools
 import threading
 import time
@@ -166,8 +168,7 @@ class QueuedDiffusionExecutor(DiffusionExecutor, Generic[SlotT]):
         return max(1.0, batches_ahead * self._service_seconds.value(default=1.0) / slots)
 
     def _raise_if_unusable(self) -> None:
-        if self._stopping or self.is_shutdown:
-            raise ExecutorDeadError(f"{type(self).__name__} is shut down; create a new engine")
+        self._raise_if_shut_down(self._stopping)
         if self._dead_reason is not None:
             raise ExecutorDeadError(f"{type(self).__name__} is dead: {self._dead_reason}")
 
@@ -351,7 +352,7 @@ class QueuedDiffusionExecutor(DiffusionExecutor, Generic[SlotT]):
             items = self._queue.drain()
         for item in items:
             if item.claim():
-                item.future.set_exception(error)
+                item.future.set_result(DiffusionOutput.failure(item.request_id, error))
 
     # ---------------------------------------------------------------- abort
 
@@ -395,6 +396,14 @@ class QueuedDiffusionExecutor(DiffusionExecutor, Generic[SlotT]):
         with lock:
             self._stopping = True
             lock.notify_all()
+            running = list(self._inflight.values())
+        # What runs ends now, as from every executor (its caller does not wait for the batch);
+        # the slot is told to stop it at its next step, so the dispatcher is free to be joined.
+        for batch in running:
+            self._fail_batch(batch.batch_id, ExecutorDeadError("executor shut down while the request ran"))
+            for item in batch.items:
+                with contextlib.suppress(Exception):
+                    self._abort_running(batch, item.request_id)
         dispatcher = getattr(self, "_dispatcher", None)
         if dispatcher is not None and dispatcher is not threading.current_thread():
             dispatcher.join()

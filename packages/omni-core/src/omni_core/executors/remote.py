@@ -171,7 +171,7 @@ class RemoteDiffusionExecutor(DiffusionExecutor):
 
     def _admit(self, requests: list[OmniDiffusionRequest], *, dispatch: bool = True) -> list[PendingRequest]:
         """Validate, count against :attr:`max_pending`, register; failures end as outputs at once."""
-        self._raise_if_shut_down()
+        self._raise_if_shut_down(self._closing.is_set())
         admitted = []
         for request in requests:
             future: Future[DiffusionOutput] = Future()
@@ -322,12 +322,8 @@ class RemoteDiffusionExecutor(DiffusionExecutor):
         self.check_health()
         return ["pong"]
 
-    def _raise_if_shut_down(self) -> None:
-        if self.is_shutdown or self._closing.is_set():
-            raise ExecutorDeadError(f"{type(self).__name__} is shut down; create a new engine")
-
     def check_health(self) -> None:
-        self._raise_if_shut_down()
+        self._raise_if_shut_down(self._closing.is_set())
         self._check_remote()
 
     def shutdown(self) -> None:
