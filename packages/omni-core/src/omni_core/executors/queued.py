@@ -27,7 +27,6 @@ and delivers each request when it finishes (:meth:`_complete_outputs`).
 from __future__ import annotations
 
 import contextlib
-
 import itertools
 import threading
 import time
