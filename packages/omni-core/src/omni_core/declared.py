@@ -20,7 +20,7 @@ import math
 import types
 import typing
 from collections.abc import Mapping
-from typing import Any, Union
+from typing import Any, TypeGuard, Union
 
 
 def declare(
@@ -46,7 +46,7 @@ def above(bound: float, **declaration: Any) -> dict[str, Any]:
     return declare(gt=bound, **declaration)
 
 
-def is_finite_number(value: Any) -> bool:
+def is_finite_number(value: object) -> TypeGuard[float]:
     """An int or float that is neither a bool, NaN nor infinite: what every numeric setting needs."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 

@@ -7,10 +7,11 @@ Torch-free: the config and the servers check names without loading anything.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from omni_core.declared import is_finite_number
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ def parse_loras(raw: Mapping[str, Any]) -> dict[str, LoraAdapter]:
         path, scale, weight_name = spec.get("path"), spec.get("scale", 1.0), spec.get("weight_name")
         if not isinstance(path, str) or not path:
             raise ValueError(f"{where}: 'path' must be a folder or file load_lora_weights can read")
-        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
+        if not is_finite_number(scale):
             raise ValueError(f"{where}: 'scale' must be a finite number, got {scale!r}")
         if weight_name is not None and not isinstance(weight_name, str):
             raise ValueError(f"{where}: 'weight_name' must be a file name or None")

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from omni_core.declared import at_least, declare
 from omni_core.request import DiffusionOutput
 
 
@@ -111,3 +113,56 @@ def restore_images(output: dict[str, Any], client: Callable[[], Any]) -> Diffusi
         else:
             raise ValueError(f"an image must be base64 text or {{'s3': ...}}, got {type(item).__name__}")
     return DiffusionOutput.from_dict({**output, "output": inline})
+
+
+@dataclass(frozen=True)
+class OffloadSettings:
+    """A queue worker's images whose PNGs together pass ``above_bytes`` go to an S3-compatible bucket.
+
+    A broker (Redis, RabbitMQ, Kafka) carries every byte of a result through memory or its log;
+    an object store is where megabytes belong. The worker commands take these as flags.
+    """
+
+    bucket: str = field(
+        metadata=declare(help="put images above --offload-above bytes in this bucket", flag="--s3-bucket")
+    )
+    above_bytes: int = field(default=1024 * 1024, metadata=at_least(0, flag="--offload-above"))
+    prefix: str = "omni/"
+    endpoint_url: str | None = field(
+        default=None, metadata=declare(help="S3-compatible endpoint [default: AWS]", flag="--s3-endpoint-url")
+    )
+    presign_seconds: int | None = None
+
+
+class ResultOffloader:
+    """Puts a worker's large results in S3 (one lazily made boto3 client per worker process)."""
+
+    def __init__(self, settings: OffloadSettings | None) -> None:
+        self.settings = settings
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def __call__(self, result: dict[str, Any]) -> dict[str, Any]:
+        """``result`` (an output's dict), its images replaced by S3 references if they are too large."""
+        settings = self.settings
+        images = result.get("output") or []
+        if settings is None or sum(len(image) * 3 // 4 for image in images) <= settings.above_bytes:
+            return result
+        client = self._s3()
+
+        def put(number: int, png: bytes) -> S3ImageRef:
+            key = f"{settings.prefix}{result['request_id']}/{number}.png"  # a second run overwrites
+            return put_png(
+                client, bucket=settings.bucket, key=key, png=png, presign_seconds=settings.presign_seconds
+            )
+
+        return offload_images(result, put)
+
+    def _s3(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                import boto3
+
+                assert self.settings is not None
+                self._client = boto3.client("s3", endpoint_url=self.settings.endpoint_url)
+            return self._client

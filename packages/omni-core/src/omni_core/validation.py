@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from omni_core.declared import is_finite_number
 from omni_core.errors import RequestValidationError
 from omni_core.pipeline_arguments import UNSUPPORTED_ARGUMENTS, check_step_lists
 from omni_core.request import OmniDiffusionRequest
@@ -173,7 +174,7 @@ def validate_request(request: OmniDiffusionRequest, limits: RequestLimits) -> No
             )
     if request.guidance_scale is not None:
         value = request.guidance_scale
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if not is_finite_number(value):
             raise RequestValidationError("guidance_scale", f"must be a finite number, got {value!r}")
         if not 0 <= value <= limits.max_guidance_scale:
             raise RequestValidationError(
@@ -193,12 +194,7 @@ def validate_request(request: OmniDiffusionRequest, limits: RequestLimits) -> No
         )
     validate_scheduling_fields(request)
     timeout = request.timeout
-    if timeout is not None and (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, (int, float))
-        or not math.isfinite(timeout)
-        or timeout <= 0
-    ):
+    if timeout is not None and (not is_finite_number(timeout) or timeout <= 0):
         raise RequestValidationError(
             "timeout", f"must be a positive number of seconds or None, got {timeout!r}"
         )
@@ -251,12 +247,7 @@ def validate_conditioning(request: OmniDiffusionRequest, limits: RequestLimits) 
                 "send a mask the image's size",
             )
     strength: object = request.strength
-    if strength is not None and (
-        isinstance(strength, bool)
-        or not isinstance(strength, (int, float))
-        or not math.isfinite(strength)
-        or not 0 < strength <= 1
-    ):
+    if strength is not None and not (is_finite_number(strength) and 0 < strength <= 1):
         raise RequestValidationError("strength", f"must be a number in (0, 1], got {strength!r}")
 
 
@@ -377,9 +368,9 @@ def validate_lora(request: OmniDiffusionRequest, limits: RequestLimits) -> None:
         )
     if scale is None:
         return
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
+    if not is_finite_number(scale):
         raise RequestValidationError("lora_scale", f"must be a finite number, got {scale!r}")
-    if not -limits.max_lora_scale <= scale <= limits.max_lora_scale:
+    if not -limits.max_lora_scale <= float(scale) <= limits.max_lora_scale:
         raise RequestValidationError(
             "lora_scale",
             f"must lie between -{limits.max_lora_scale:g} and {limits.max_lora_scale:g} "
@@ -395,9 +386,7 @@ def validate_scheduling_fields(request: OmniDiffusionRequest) -> None:
     """
     _check_int("priority", request.priority)
     deadline = request.deadline
-    if deadline is not None and (
-        isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or not math.isfinite(deadline)
-    ):
+    if deadline is not None and (not is_finite_number(deadline)):
         raise RequestValidationError("deadline", "must be a Unix time in seconds (a finite number) or None")
     tenant: object = request.tenant  # typed str | None, but requests can come from untyped JSON
     if tenant is not None and not isinstance(tenant, str):

@@ -15,14 +15,13 @@ import json
 import logging
 import os
 import threading
-from dataclasses import dataclass, field
 from typing import Any
 
 from celery import signals
 from celery.worker.control import control_command
 
 from omni_core import DiffusionOutput, OmniDiffusionRequest, RequestTimeoutError, RequestValidationError
-from omni_core.executors import S3ImageRef, at_least, declare, offload_images, put_png
+from omni_core.executors import OffloadSettings, ResultOffloader
 from omni_executor_celery.app import ABORT_COMMAND, TASK_NAME, CelerySettings, make_app
 
 logger = logging.getLogger(__name__)
@@ -33,25 +32,6 @@ ENV_OFFLOAD = "OMNI_CELERY_OFFLOAD"
 """JSON of :class:`OffloadSettings`: where images above a size go instead of the result backend."""
 ENV_RUN_LOG = "OMNI_CELERY_RUN_LOG"
 """If set, a file each run of a task appends ``start|done ID PID`` lines to (tests count runs)."""
-
-
-@dataclass(frozen=True)
-class OffloadSettings:
-    """Images whose PNGs together pass ``above_bytes`` are put in an S3-compatible bucket.
-
-    A broker and a result backend carry every byte of a result through memory (Redis keeps
-    it until ``result_expires``); an object store is where megabytes belong.
-    """
-
-    bucket: str = field(
-        metadata=declare(help="put images above --offload-above bytes in this bucket", flag="--s3-bucket")
-    )
-    above_bytes: int = field(default=1024 * 1024, metadata=at_least(0, flag="--offload-above"))
-    prefix: str = "omni/"
-    endpoint_url: str | None = field(
-        default=None, metadata=declare(help="S3-compatible endpoint [default: AWS]", flag="--s3-endpoint-url")
-    )
-    presign_seconds: int | None = None
 
 
 def _offload_settings() -> OffloadSettings | None:
@@ -67,8 +47,7 @@ def _settings() -> CelerySettings:
 
 
 app = make_app(_settings(), name="omni-worker")
-_offload = _offload_settings()
-_s3: Any = None
+_offload = ResultOffloader(_offload_settings())
 _host: Any = None
 """The process's :class:`~omni_core.executors.RunnerHost`, loaded at worker start."""
 _aborted: dict[str, bool] = {}
@@ -119,28 +98,7 @@ def generate(task: Any, request_dict: dict[str, Any]) -> dict[str, Any]:
         timeout = RequestTimeoutError(f"request {request.request_id} ran past task_time_limit ({limit:g} s)")
         output = DiffusionOutput.failure(request.request_id, timeout)
     _record_run(request_id, "done")
-    return _maybe_offload(output.to_dict())
-
-
-def _maybe_offload(result: dict[str, Any]) -> dict[str, Any]:
-    """Put the images in S3 when they are too large to travel through the broker and backend."""
-    images = result.get("output") or []
-    if _offload is None or sum(len(image) * 3 // 4 for image in images) <= _offload.above_bytes:
-        return result
-    global _s3
-    if _s3 is None:
-        import boto3
-
-        _s3 = boto3.client("s3", endpoint_url=_offload.endpoint_url)
-    settings = _offload
-
-    def put(number: int, png: bytes) -> S3ImageRef:
-        key = f"{settings.prefix}{result['request_id']}/{number}.png"  # a second run overwrites
-        return put_png(
-            _s3, bucket=settings.bucket, key=key, png=png, presign_seconds=settings.presign_seconds
-        )
-
-    return offload_images(result, put)
+    return _offload(output.to_dict())
 
 
 @control_command(args=[("request_id", str)], signature="<request_id>")  # type: ignore[untyped-decorator]

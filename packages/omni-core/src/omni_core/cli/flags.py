@@ -67,11 +67,20 @@ def parse_cli_size(text: str) -> tuple[int, int]:
     return width, height
 
 
-# Fields whose flag text needs more than a type to become the field's value.
+# Fields whose flag text needs more than a type to become the field's value (any other dict
+# field is a repeatable KEY=VALUE flag, values read as JSON where they parse).
 TEXT_PARSERS: dict[str, tuple[str, Callable[[Iterable[str]], Any]]] = {
-    "executor_options": ("KEY=VALUE", parse_options),
     "loras": ("NAME=PATH[@SCALE]", parse_lora_flags),
 }
+KEY_VALUE = ("KEY=VALUE", parse_options)
+
+
+def _text_parser(name: str, hint: Any) -> tuple[str, Callable[[Iterable[str]], Any]] | None:
+    if name in TEXT_PARSERS:
+        return TEXT_PARSERS[name]
+    if typing.get_origin(_unwrap(hint)) is dict or _unwrap(hint) is dict:
+        return KEY_VALUE
+    return None
 
 
 def flag_of(cls: type, name: str) -> str:
@@ -111,14 +120,16 @@ def values_from_flags(cls: type, params: dict[str, Any]) -> dict[str, Any]:
     A flag left at its default is left out, so the dataclass's own default applies.
     """
     values: dict[str, Any] = {}
+    hints = typing.get_type_hints(cls)
     for name in declared_fields(cls):
         if name not in params:
             continue
         value = params.pop(name)
         if isinstance(value, tuple) and not value:
             continue  # a repeatable flag not given: the field's own default
-        if name in TEXT_PARSERS:
-            value = TEXT_PARSERS[name][1](value)
+        parser = _text_parser(name, hints[name])
+        if parser is not None:
+            value = parser[1](value)
         elif isinstance(value, tuple):
             value = list(value)
         values[name] = value
@@ -153,9 +164,9 @@ def _option(cls: type, f: dataclasses.Field[Any], hint: Any) -> Callable[[Comman
         "envvar": metadata.get("envvar"),
         "required": bool(metadata.get("required")),
     }
-    if f.name in TEXT_PARSERS:
-        metavar, _ = TEXT_PARSERS[f.name]
-        return click.option(flag, f.name, multiple=True, metavar=metavar, **kwargs)
+    parser = _text_parser(f.name, hint)
+    if parser is not None:
+        return click.option(flag, f.name, multiple=True, metavar=parser[0], **kwargs)
     base = _unwrap(hint)
     origin = typing.get_origin(base)
     if origin in (list, tuple, set, frozenset):

@@ -45,6 +45,8 @@ from omni_core.images import (
 from omni_core.lora import parse_lora_option
 from omni_core.offload import (
     OffloadedImageError,
+    OffloadSettings,
+    ResultOffloader,
     S3ImageRef,
     fetch_png_b64,
     offload_images,
@@ -81,6 +83,7 @@ __all__ = [
     "OffloadedImageError",
     "OmniError",
     "OverloadedError",
+    "OffloadSettings",
     "ProgressEvent",
     "ProgressListener",
     "QueuedDiffusionExecutor",
@@ -95,6 +98,7 @@ __all__ = [
     "RequestTimeoutError",
     "RequestValidationError",
     "RetryLater",
+    "ResultOffloader",
     "RetryPolicy",
     "RunnerHost",
     "S3ImageRef",
