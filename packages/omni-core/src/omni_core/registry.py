@@ -103,6 +103,11 @@ KNOWN_EXECUTORS: dict[str, KnownExecutor] = {
         "omni_executor_celery:CeleryDiffusionExecutor",
         "Celery workers behind a Redis or RabbitMQ queue",
     ),
+    "kafka": KnownExecutor(
+        "omni-executor-kafka",
+        "omni_executor_kafka:KafkaDiffusionExecutor",
+        "omni kafka workers in a consumer group, requests and results on Kafka topics",
+    ),
 }
 
 _runtime_registry: dict[str, type[DiffusionExecutor] | str] = {}

@@ -18,12 +18,15 @@ JSON only, never pickle: nothing read from a broker is unpickled.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from omni_core.executors import ExecutorOptionsError, at_least, declare
+from omni_core import ExecutorOptionsError
+from omni_core.executors import at_least, declare
 
 ABORT = {"abort": True}
+LIBRDKAFKA_LOG = logging.getLogger("omni_executor_kafka.librdkafka")
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,6 @@ class KafkaSettings:
         metadata=declare(
             help="a librdkafka setting, e.g. security.protocol=SASL_SSL (repeatable)",
             flag="--kafka-option",
-            metavar="KEY=VALUE",
         ),
     )
     """librdkafka settings passed through as they are named there (SASL, TLS, client.id, ...)."""
@@ -78,8 +80,19 @@ class KafkaSettings:
         return [*self.request_topics(), self.result_topic, self.control_topic]
 
     def client_config(self, **extra: Any) -> dict[str, Any]:
-        """librdkafka configuration: the brokers, the pass-through settings, then ``extra``."""
-        return {"bootstrap.servers": self.bootstrap_servers, **self.kafka_config, **extra}
+        """librdkafka configuration: the brokers, the pass-through settings, then ``extra``.
+
+        librdkafka's own log lines (a broker going away, reconnects) go to Python logging,
+        and topic metadata is refreshed every few seconds, so topics made again after a
+        broker lost them are found without a restart.
+        """
+        return {
+            "bootstrap.servers": self.bootstrap_servers,
+            "logger": LIBRDKAFKA_LOG,
+            "topic.metadata.refresh.interval.ms": 2000,
+            **self.kafka_config,
+            **extra,
+        }
 
 
 def encode(data: dict[str, Any]) -> bytes:
