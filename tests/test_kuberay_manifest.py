@@ -70,8 +70,8 @@ def test_the_omni_command_and_probes_agree_with_the_code(server_routes: set[str]
     subcommand, *args = container["args"]
     assert subcommand == "serve"
     context = serve.make_context("serve", list(args))  # raises on a flag omni serve lacks
-    assert context.params["executor"] == "ray"
-    assert "ray_address=ray://omni-ray-head-svc:10001" in context.params["options"]
+    assert context.params["executor_class"] == "ray"
+    assert "ray_address=ray://omni-ray-head-svc:10001" in context.params["executor_options"]
     port = context.params["port"]
     assert container["ports"][0]["containerPort"] == port
     routes = server_routes

@@ -28,7 +28,7 @@ def documents(name: str) -> list[dict[str, Any]]:
 
 def test_every_core_object_in_every_manifest_validates_strictly() -> None:
     files = sorted(path.name for path in DEPLOY.glob("*.yaml"))
-    assert files == ["celery-workers.yaml", "omni-serve.yaml", "ray-cluster.yaml"]
+    assert files == ["celery-workers.yaml", "kafka-workers.yaml", "omni-serve.yaml", "ray-cluster.yaml"]
     for name in files:
         for doc in documents(name):
             if doc["kind"] not in CUSTOM_KINDS:
@@ -50,7 +50,7 @@ def test_omni_serve_command_probes_and_port_agree_with_the_server(server_routes:
     subcommand, *args = container["args"]
     assert subcommand == "serve"
     params = serve.make_context("serve", list(args)).params  # raises on a flag omni serve lacks
-    assert params["executor"] == "mp"
+    assert params["executor_class"] == "mp"
     (port,) = container["ports"]
     assert port["containerPort"] == params["port"]
     routes = server_routes
