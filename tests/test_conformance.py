@@ -3,9 +3,9 @@
 A bad field, overload, abort of a queued and of a running request, a timeout and a shutdown
 while busy, played (:mod:`omni_core.testing_conformance`) against each executor that runs
 here, with the real thing behind it: worker processes, ``omni serve`` on loopback, the local
-Lambda service, ``omni celery worker`` over a real Redis, and a Ray cluster in its own network
-namespace. Each executor runs one request at a time with a queue of one, so a third request
-is refused.
+Lambda service, ``omni celery worker`` over a real Redis, ``omni kafka worker`` on a real Tansu
+broker, and a Ray cluster in its own network namespace. Each executor runs one request at a
+time with a queue of one, so a third request is refused.
 """
 
 from __future__ import annotations
@@ -81,6 +81,14 @@ def engines(name: str, model: Path, tmp: Path) -> Iterator[EngineFactory]:
                 with DiffusionEngine(config) as probe:
                     wait_for_workers(probe)
                 yield lambda: DiffusionEngine(config)
+    elif name == "kafka":
+        from omni_executor_kafka.testing import kafka_broker, kafka_config, kafka_workers, wait_for_workers
+
+        with kafka_broker(tmp) as broker, kafka_workers(broker.bootstrap, model):
+            config = kafka_config(model, broker.bootstrap, max_pending=2)  # one running, one queued
+            with DiffusionEngine(config) as probe:
+                wait_for_workers(probe)
+            yield lambda: DiffusionEngine(config)
     else:
         raise ValueError(name)
 
@@ -90,7 +98,9 @@ def check(outcomes: dict[str, list[str | None]] | dict[str, tuple[str | None, st
     assert got == EXPECTED
 
 
-@pytest.mark.parametrize("executor", ["inproc", "mp", "priority", "http", "external", "lambda", "celery"])
+@pytest.mark.parametrize(
+    "executor", ["inproc", "mp", "priority", "http", "external", "lambda", "celery", "kafka"]
+)
 def test_every_failure_arrives_as_an_output_of_its_class(
     executor: str, tiny_model: Path, tmp_path: Path
 ) -> None:
@@ -103,6 +113,16 @@ def test_every_failure_arrives_as_an_output_of_its_class(
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message)
         pytest.skip(message)
+    if executor == "kafka":
+        pytest.importorskip("omni_executor_kafka")
+        from omni_executor_kafka.testing import BrokerMissing, tansu_binary
+
+        try:
+            tansu_binary()
+        except BrokerMissing as exc:
+            if os.environ.get("CI", "").lower() == "true":
+                pytest.fail(str(exc))
+            pytest.skip(str(exc))
     with engines(executor, tiny_model, tmp_path) as make_engine:
         check(run_conformance(make_engine))
 
