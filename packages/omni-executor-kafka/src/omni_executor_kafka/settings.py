@@ -50,6 +50,14 @@ class KafkaSettings:
     partitions: int = field(
         default=4, metadata=at_least(1, help="partitions of topics omni creates (workers share them)")
     )
+    fetch_wait_ms: int = field(
+        default=5,
+        metadata=at_least(
+            0,
+            help="longest a fetch waits for data (Kafka answers as soon as data arrives; a broker that "
+            "waits it out, as Tansu does, adds up to this per hop)",
+        ),
+    )
     kafka_config: dict[str, Any] = field(
         default_factory=dict,
         metadata=declare(
@@ -90,6 +98,7 @@ class KafkaSettings:
             "bootstrap.servers": self.bootstrap_servers,
             "logger": LIBRDKAFKA_LOG,
             "topic.metadata.refresh.interval.ms": 2000,
+            "fetch.wait.max.ms": self.fetch_wait_ms,
             **self.kafka_config,
             **extra,
         }

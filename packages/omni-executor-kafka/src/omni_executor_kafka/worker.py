@@ -196,7 +196,11 @@ class KafkaWorker:
         held = sum(len(queue) for queue in self.buffer)
         if held >= PREFETCH:
             return
-        for message in self.consumer.consume(num_messages=PREFETCH - held, timeout=0 if held else 0.2):
+        # consume() waits for all it may take or the timeout: block for the first message only.
+        messages = [] if held else self.consumer.consume(num_messages=1, timeout=0.2)
+        room = PREFETCH - held - len(messages)
+        messages += self.consumer.consume(num_messages=room, timeout=0) if room > 0 else []
+        for message in messages:
             if message.error() is not None:
                 logger.warning("consumer: %s", message.error().str())
                 continue
