@@ -106,14 +106,16 @@ def main() -> None:
         mp_s, kafka_s = alternating_medians([mp, kafka], request, count)
         print(
             f"1. sequential: mp {mp_s * 1e3:6.1f} ms, kafka {kafka_s * 1e3:6.1f} ms, "
-            f"overhead {(kafka_s - mp_s) * 1e3:+6.2f} ms/request (target <= 10 ms: {verdict(kafka_s - mp_s <= 0.010)})"
+            f"overhead {(kafka_s - mp_s) * 1e3:+6.2f} ms/request "
+            f"(target <= 10 ms: {verdict(kafka_s - mp_s <= 0.010)})"
         )
         single = throughput(kafka, request, count * 2, concurrency=8)
         stack.enter_context(kafka_workers(broker.bootstrap, model, run_log=log))
         wait_for_two_workers(kafka, log)
         double = throughput(kafka, request, count * 2, concurrency=8)
         print(
-            f"2. throughput: 1 worker {single:5.1f} req/s, 2 workers {double:5.1f} req/s, ratio {double / single:4.2f}"
+            f"2. throughput: 1 worker {single:5.1f} req/s, 2 workers {double:5.1f} req/s, "
+            f"ratio {double / single:4.2f}"
         )
         victim = request(4242, steps=60)
         future = kafka.submit(victim)
