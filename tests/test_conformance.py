@@ -115,14 +115,9 @@ def test_every_failure_arrives_as_an_output_of_its_class(
         pytest.skip(message)
     if executor == "kafka":
         pytest.importorskip("omni_executor_kafka")
-        from omni_executor_kafka.testing import BrokerMissing, tansu_binary
+        from omni_executor_kafka.testing import require_broker
 
-        try:
-            tansu_binary()
-        except BrokerMissing as exc:
-            if os.environ.get("CI", "").lower() == "true":
-                pytest.fail(str(exc))
-            pytest.skip(str(exc))
+        require_broker()
     with engines(executor, tiny_model, tmp_path) as make_engine:
         check(run_conformance(make_engine))
 

@@ -2,33 +2,22 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from omni_executor_kafka.testing import (
     Broker,
-    BrokerMissing,
     kafka_broker,
     kafka_config,
     kafka_workers,
-    tansu_binary,
+    require_broker,
 )
 
 from omni_core import DiffusionEngine
 from omni_core.testing import isolated_omni_cache, tiny_model
 
 __all__ = ["isolated_omni_cache", "tiny_model"]
-
-
-def require_broker() -> None:
-    try:
-        tansu_binary()
-    except BrokerMissing as exc:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
 
 
 @pytest.fixture

@@ -113,7 +113,7 @@ def test_without_restarts_a_dead_worker_makes_the_executor_report_dead(tiny_mode
         assert lost.error is not None
         assert "SIGKILL" in lost.error
         with pytest.raises(ExecutorDeadError, match="SIGKILL"):
-            queued.result(timeout=10)
+            queued.result(timeout=10).raise_for_error()  # an output of its class, not an exception
         with pytest.raises(ExecutorDeadError, match="restarts are disabled"):
             engine.check_health()
         with pytest.raises(ExecutorDeadError):

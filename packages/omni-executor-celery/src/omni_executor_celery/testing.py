@@ -6,17 +6,15 @@ process group each, so a test can SIGKILL one worker process and watch its task 
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from omni_core import DiffusionEngine, OmniDiffusionConfig, OmniDiffusionRequest
+from omni_core.cli.workers import omni_command, process_group
 from omni_core.errors import ExecutorDeadError
 from omni_executor_celery.worker import ENV_RUN_LOG
 
@@ -37,24 +35,12 @@ def celery_workers(
     env = dict(os.environ)
     if run_log is not None:
         env[ENV_RUN_LOG] = str(run_log)
-    command = [
-        sys.executable, "-c", "from omni_core.cli.main import main; main()", "celery", "worker",
-        "--broker", broker_url, "--backend", backend_url, "--model", str(model),
+    command = omni_command(
+        "celery", "worker", "--broker", broker_url, "--backend", backend_url, "--model", str(model),
         "--workers", str(workers), "--threads", "1", *extra_args,
-    ]  # fmt: skip
-    process = subprocess.Popen(command, env=env, start_new_session=True)
-    try:
+    )  # fmt: skip
+    with process_group(command, env) as process:
         yield process
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        with contextlib.suppress(ProcessLookupError):  # a worker its group's leader no longer waits for
-            os.killpg(process.pid, signal.SIGKILL)
 
 
 def celery_config(model: Path, broker_url: str, backend_url: str, **options: object) -> OmniDiffusionConfig:

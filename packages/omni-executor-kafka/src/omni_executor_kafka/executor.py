@@ -21,7 +21,14 @@ from typing import Any
 
 from omni_core import DiffusionOutput, ExecutorDeadError
 from omni_core.executors import PendingRequest, RemoteDiffusionExecutor, above, at_least
-from omni_executor_kafka.settings import ABORT, KafkaSettings, decode, encode, ensure_topics
+from omni_executor_kafka.settings import (
+    ABORT,
+    KafkaSettings,
+    assign_whole_topic,
+    decode,
+    encode,
+    ensure_topics,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +67,7 @@ class KafkaDiffusionExecutor(RemoteDiffusionExecutor):
         return f"the Kafka brokers {self.options.bootstrap_servers}"
 
     def _init_remote(self) -> None:
-        from confluent_kafka import Consumer, Producer, TopicPartition
+        from confluent_kafka import Consumer, Producer
 
         self.settings = self.options.settings()
         if self.options.create_topics:
@@ -85,13 +92,7 @@ class KafkaDiffusionExecutor(RemoteDiffusionExecutor):
                 **{"group.id": group, "enable.auto.commit": False, "auto.offset.reset": "earliest"}
             )
         )
-        topic = self.settings.result_topic
-        partitions = self.results.list_topics(topic, timeout=10).topics[topic].partitions
-        starts = []
-        for number in partitions:
-            _, high = self.results.get_watermark_offsets(TopicPartition(topic, number), timeout=10)
-            starts.append(TopicPartition(topic, number, high))
-        self.results.assign(starts)
+        assign_whole_topic(self.results, self.settings.result_topic, from_start=False)
         self._stop = threading.Event()
         self._reader = threading.Thread(target=self._read_results, name="omni-kafka-results", daemon=True)
         self._reader.start()
@@ -175,9 +176,8 @@ class KafkaDiffusionExecutor(RemoteDiffusionExecutor):
         try:
             self.producer.list_topics(timeout=self.options.health_timeout)
         except Exception as exc:
+            self._broker_down = str(exc)  # sends fail at once until the reader's probe finds it back
             raise self._down(str(exc)) from exc
-        if self._broker_down is not None:
-            self._broker_down = None  # it answered just now: the next send tries again
 
     def _close_remote(self) -> None:
         self._stop.set()

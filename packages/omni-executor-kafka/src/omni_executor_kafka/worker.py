@@ -23,12 +23,13 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from omni_core import DiffusionOutput, OmniDiffusionRequest, RequestCancelledError, RequestTimeoutError
 from omni_core.errors import ModelError, RequestValidationError
 from omni_core.executors import OffloadSettings, ResultOffloader, RunnerHost
-from omni_executor_kafka.settings import KafkaSettings, decode, encode, ensure_topics
+from omni_executor_kafka.settings import KafkaSettings, assign_whole_topic, decode, encode, ensure_topics
 
 logger = logging.getLogger("omni_executor_kafka.worker")
 
@@ -55,87 +56,51 @@ class WorkerSettings:
         self.session_timeout = session_timeout
 
 
-class ResultIndex:
-    """The ids with a result on the result topic, read from its start by a thread of its own."""
+class TopicReader:
+    """Reads one whole topic outside any group on a thread of its own, handing each key on."""
 
-    def __init__(self, settings: KafkaSettings) -> None:
-        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+    def __init__(
+        self, settings: KafkaSettings, topic: str, *, from_start: bool, on_key: Callable[[str], None]
+    ) -> None:
+        from confluent_kafka import Consumer
 
-        self._consumer = Consumer(
-            settings.client_config(**{"group.id": "omni-index", "enable.auto.commit": False})
-        )
-        topic = settings.result_topic
-        partitions = self._consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        self._consumer.assign([TopicPartition(topic, number, OFFSET_BEGINNING) for number in partitions])
-        self._ids: set[str] = set()
-        self._lock = threading.Lock()
+        config = settings.client_config(**{"group.id": f"omni-reader-{topic}", "enable.auto.commit": False})
+        self._consumer = Consumer(config)
+        assign_whole_topic(self._consumer, topic, from_start=from_start)
+        self._on_key = on_key
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._read, name="omni-kafka-index", daemon=True)
+        self._thread = threading.Thread(target=self._read, name=f"omni-kafka-{topic}", daemon=True)
         self._thread.start()
 
     def _read(self) -> None:
         while not self._stop.is_set():
             message = self._consumer.poll(0.2)
             if message is not None and message.error() is None and message.key():
-                self.add(message.key().decode(errors="replace"))
+                self._on_key(message.key().decode(errors="replace"))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._consumer.close()
+
+
+class RecentIds:
+    """A bounded, thread-safe set of request ids (the oldest forgotten first)."""
+
+    def __init__(self, limit: int | None = None) -> None:
+        self._ids: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._limit = limit
+        self._lock = threading.Lock()
 
     def add(self, request_id: str) -> None:
         with self._lock:
-            self._ids.add(request_id)
+            self._ids[request_id] = None
+            while self._limit is not None and len(self._ids) > self._limit:
+                self._ids.popitem(last=False)
 
     def __contains__(self, request_id: object) -> bool:
         with self._lock:
             return request_id in self._ids
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._consumer.close()
-
-
-class AbortListener:
-    """Aborts from the control topic (from where it stood at start): remembered, and passed on."""
-
-    def __init__(self, settings: KafkaSettings, on_abort: Any) -> None:
-        from confluent_kafka import Consumer, TopicPartition
-
-        self._consumer = Consumer(
-            settings.client_config(**{"group.id": "omni-control", "enable.auto.commit": False})
-        )
-        topic = settings.control_topic
-        partitions = self._consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        starts = []
-        for number in partitions:
-            _, high = self._consumer.get_watermark_offsets(TopicPartition(topic, number), timeout=10)
-            starts.append(TopicPartition(topic, number, high))
-        self._consumer.assign(starts)
-        self._on_abort = on_abort
-        self._aborted: collections.OrderedDict[str, None] = collections.OrderedDict()
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._read, name="omni-kafka-control", daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        while not self._stop.is_set():
-            message = self._consumer.poll(0.2)
-            if message is None or message.error() is not None or not message.key():
-                continue
-            request_id = message.key().decode(errors="replace")
-            with self._lock:
-                self._aborted[request_id] = None
-                while len(self._aborted) > ABORTS_REMEMBERED:
-                    self._aborted.popitem(last=False)
-            self._on_abort(request_id)
-
-    def __contains__(self, request_id: object) -> bool:
-        with self._lock:
-            return request_id in self._aborted
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._consumer.close()
 
 
 class KafkaWorker:
@@ -167,9 +132,14 @@ class KafkaWorker:
                 }
             )
         )
-        self.index = ResultIndex(settings)
         self.running: str | None = None
-        self.aborts = AbortListener(settings, self._on_abort)
+        # What has a result (read from the result topic's start), and what a client aborted.
+        self.answered = RecentIds()
+        self.aborted = RecentIds(ABORTS_REMEMBERED)
+        self.readers = [
+            TopicReader(settings, settings.result_topic, from_start=True, on_key=self.answered.add),
+            TopicReader(settings, settings.control_topic, from_start=False, on_key=self._on_abort),
+        ]
         self.buffer: list[collections.deque[Any]] = [collections.deque() for _ in settings.request_topics()]
         self._stop = threading.Event()
         self.consumer.subscribe(settings.request_topics(), on_revoke=self._on_revoke)
@@ -188,8 +158,8 @@ class KafkaWorker:
                     self._handle(message)
         finally:
             self.consumer.close()  # leaves the group: its partitions move at once
-            self.aborts.close()
-            self.index.close()
+            for reader in self.readers:
+                reader.close()
             self.producer.flush(5)
 
     def _fetch(self) -> None:
@@ -215,6 +185,7 @@ class KafkaWorker:
             queue.extend(kept)
 
     def _on_abort(self, request_id: str) -> None:
+        self.aborted.add(request_id)
         if self.running == request_id:
             self.host.cancel(request_id)
 
@@ -224,13 +195,13 @@ class KafkaWorker:
         from confluent_kafka import KafkaException
 
         request_id = (message.key() or b"").decode(errors="replace") or f"offset-{message.offset()}"
-        if request_id not in self.index:  # else: answered before (a redelivery); only commit
+        if request_id not in self.answered:  # else: answered before (a redelivery); only commit
             result = self._result(self._output_for(message, request_id))
             self.producer.produce(self.settings.result_topic, key=request_id.encode(), value=result)
             if self.producer.flush(30) != 0:
                 logger.warning("the result of %s was not acknowledged; it stays uncommitted", request_id)
                 return
-            self.index.add(request_id)
+            self.answered.add(request_id)
         try:
             self.consumer.commit(message=message, asynchronous=False)
         except KafkaException as exc:  # the partition moved meanwhile: its new owner finds the result
@@ -256,7 +227,7 @@ class KafkaWorker:
             late = RequestTimeoutError(f"request {request_id} was still queued at its deadline")
             return DiffusionOutput.failure(request_id, late)
         self.running = request_id  # from here an abort stops it at its next step
-        if request_id in self.aborts:
+        if request_id in self.aborted:
             self.running = None
             return DiffusionOutput.failure(
                 request_id, RequestCancelledError(f"request {request_id} was aborted")

@@ -8,10 +8,12 @@ stops the command stops every worker.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
-from collections.abc import Callable, Mapping, Sequence
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import FrameType
 from typing import Any, TypeVar
 
@@ -86,3 +88,30 @@ def run_worker_processes(
     codes = [process.wait() for process in processes]
     if any(codes):
         raise SystemExit(max(abs(code) for code in codes))
+
+
+@contextlib.contextmanager
+def process_group(command: Sequence[str], env: Mapping[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a worker command in a process group of its own; on exit SIGTERM the group, SIGKILL past 30 s.
+
+    For tests, benchmarks and scripts that start ``omni ... worker``: the command and every
+    worker process it started go away together, even one its leader no longer waits for.
+    """
+    process = subprocess.Popen(list(command), env=dict(env), start_new_session=True)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def omni_command(*args: str) -> list[str]:
+    """``omni ARGS`` run by this interpreter (no console script needed on PATH)."""
+    return [sys.executable, "-c", "from omni_core.cli.main import main; main()", *args]
