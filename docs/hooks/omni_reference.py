@@ -76,25 +76,20 @@ def _http_fields() -> str:
 
 
 def _limits() -> str:
+    from omni_core.cli.flags import flag_of
+    from omni_core.config import OmniDiffusionConfig
     from omni_core.validation import RequestLimits
 
     rows = ["| limit | default | `omni serve` flag |", "|---|---|---|"]
-    flags = {
-        "max_image_pixels": "--max-image-pixels",
-        "max_num_inference_steps": "--max-steps",
-        "max_outputs_per_prompt": "--max-outputs-per-prompt",
-        "max_prompt_length": "--max-prompt-length",
-        "max_guidance_scale": "--max-guidance-scale",
-        "max_input_images": "--max-input-images",
-        "max_lora_scale": "--max-lora-scale",
-        "extra_allowed": "--extra-allowed",
-        "lora_names": "--lora",
-    }
+    # Each limit is a config field (lora_names: the adapters of `loras`); its flag is declared there.
+    config_field = {"lora_names": "loras"}
     for field in dataclasses.fields(RequestLimits):
         default = field.default
         if isinstance(default, frozenset):
             default = ", ".join(f"`{name}`" for name in sorted(default)) or "none"
-        rows.append(f"| `{field.name}` | {default} | `{flags.get(field.name, '')}` |")
+        name = config_field.get(field.name, field.name)
+        flag = f"`{flag_of(OmniDiffusionConfig, name)}`" if name != "extra_denied" else ""
+        rows.append(f"| `{field.name}` | {default} | {flag} |")
     return "\n".join(rows)
 
 
