@@ -46,6 +46,8 @@ PREFETCH = 8
 MAX_RESULT_BYTES = 900_000
 """A result message above this (Kafka's default message cap is 1 MB) needs the S3 offload."""
 ABORTS_REMEMBERED = 10_000
+MAX_REQUEST_SECONDS = 1800
+"""Longest a request may run before the group counts its worker as stuck and moves its partitions."""
 
 
 class WorkerSettings:
@@ -129,6 +131,8 @@ class KafkaWorker:
                     "auto.offset.reset": "earliest",
                     "session.timeout.ms": session_ms,
                     "heartbeat.interval.ms": max(100, session_ms // 6),
+                    # A request runs between two polls: allow a long one before the group drops us.
+                    "max.poll.interval.ms": MAX_REQUEST_SECONDS * 1000,
                 }
             )
         )
