@@ -57,59 +57,68 @@ def outcome(output: DiffusionOutput) -> Outcome:
     return output.error_type, output.error_field
 
 
-def run_conformance(make_engine: Callable[[], DiffusionEngine]) -> dict[str, Outcome]:
+def run_conformance(make_engine: Callable[[], DiffusionEngine], long_steps: int = 200) -> dict[str, Outcome]:
     """Play every scenario; return each one's outcome (compare with :data:`EXPECTED`).
 
     ``make_engine`` is called twice: one engine serves the first five scenarios, the
-    second is shut down while busy.
+    second is shut down while busy. ``long_steps``: the steps of a request that keeps a slot
+    busy (fewer where an aborted request still runs out on a server the executor cannot stop).
     """
-    results: dict[str, Outcome] = {}
-    with make_engine() as engine:
-        results["bad_field"] = outcome(_result(engine.submit(OmniDiffusionRequest("x", height=63, width=64))))
-        results["cancel_queued"] = _cancel_queued(engine)
-        results["cancel_running"] = _cancel_running(engine)
-        results["timeout"] = outcome(_result(engine.submit(long_request(timeout=1.0))))
-        results["overload"] = _overload(engine)
-    engine = make_engine()
-    busy = engine.submit(long_request())
-    _wait_until_busy(engine, busy)
-    engine.close()
-    results["shutdown_busy"] = outcome(_result(busy))
-    return results
+    return _Scenarios(long_steps).run(make_engine)
 
 
-def _cancel_queued(engine: DiffusionEngine) -> Outcome:
-    running = long_request()
-    queued = long_request()
-    first = engine.submit(running)
-    _wait_until_busy(engine, first, running.request_id)
-    second = engine.submit(queued)
-    engine.abort(queued.request_id)
-    engine.abort(running.request_id)
-    _result(first)
-    return outcome(_result(second))
+class _Scenarios:
+    def __init__(self, long_steps: int) -> None:
+        self.long_steps = long_steps
 
+    def long(self, timeout: float | None = None) -> OmniDiffusionRequest:
+        return long_request(self.long_steps, timeout=timeout)
 
-def _cancel_running(engine: DiffusionEngine) -> Outcome:
-    request = long_request()
-    future = engine.submit(request)
-    _wait_until_busy(engine, future, request.request_id)
-    engine.abort(request.request_id)
-    return outcome(_result(future))
+    def run(self, make_engine: Callable[[], DiffusionEngine]) -> dict[str, Outcome]:
+        results: dict[str, Outcome] = {}
+        with make_engine() as engine:
+            bad = OmniDiffusionRequest("x", height=63, width=64)
+            results["bad_field"] = outcome(_result(engine.submit(bad)))
+            results["cancel_queued"] = self.cancel_queued(engine)
+            results["cancel_running"] = self.cancel_running(engine)
+            results["timeout"] = outcome(_result(engine.submit(self.long(timeout=1.0))))
+            results["overload"] = self.overload(engine)
+        engine = make_engine()
+        busy = engine.submit(self.long())
+        _wait_until_busy(engine, busy)
+        engine.close()
+        results["shutdown_busy"] = outcome(_result(busy))
+        return results
 
+    def cancel_queued(self, engine: DiffusionEngine) -> Outcome:
+        running, queued = self.long(), self.long()
+        first = engine.submit(running)
+        _wait_until_busy(engine, first, running.request_id)
+        second = engine.submit(queued)
+        engine.abort(queued.request_id)
+        engine.abort(running.request_id)
+        _result(first)
+        return outcome(_result(second))
 
-def _overload(engine: DiffusionEngine) -> Outcome:
-    """One running, one queued, then more: at least one of the rest is refused as overloaded."""
-    requests = [long_request() for _ in range(5)]
-    futures = [engine.submit(requests[0])]
-    _wait_until_busy(engine, futures[0], requests[0].request_id)
-    futures += [engine.submit(request) for request in requests[1:]]
-    # A refusal may take a round trip (an HTTP 429, a throttled invocation): wait for the first.
-    wait(futures[2:], timeout=REFUSAL_SECONDS, return_when=FIRST_COMPLETED)
-    for request in requests:
+    def cancel_running(self, engine: DiffusionEngine) -> Outcome:
+        request = self.long()
+        future = engine.submit(request)
+        _wait_until_busy(engine, future, request.request_id)
         engine.abort(request.request_id)
-    outcomes = [outcome(_result(f)) for f in futures]
-    return next((o for o in outcomes if o[0] == "OverloadedError"), outcomes[2])
+        return outcome(_result(future))
+
+    def overload(self, engine: DiffusionEngine) -> Outcome:
+        """One running, one queued, then more: at least one of the rest is refused as overloaded."""
+        requests = [self.long() for _ in range(5)]
+        futures = [engine.submit(requests[0])]
+        _wait_until_busy(engine, futures[0], requests[0].request_id)
+        futures += [engine.submit(request) for request in requests[1:]]
+        # A refusal may take a round trip (an HTTP 429, a throttled invocation): wait for the first.
+        wait(futures[2:], timeout=REFUSAL_SECONDS, return_when=FIRST_COMPLETED)
+        for request in requests:
+            engine.abort(request.request_id)
+        outcomes = [outcome(_result(f)) for f in futures]
+        return next((o for o in outcomes if o[0] == "OverloadedError"), outcomes[2])
 
 
 def _wait_until_busy(engine: DiffusionEngine, future: Future[DiffusionOutput], request_id: str = "") -> None:
