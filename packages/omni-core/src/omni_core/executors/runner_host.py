@@ -20,6 +20,7 @@ It imports torch only when built, so the module itself stays light.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -59,7 +60,11 @@ class RunnerHost:
         threads: int | None = None,
         load: bool = True,
     ) -> None:
-        thread_environment(threads)  # before torch is first imported in this process
+        if "torch" not in sys.modules:
+            # Read by torch's pools when it is imported. Set only then: in a process that already
+            # has torch (inproc in a caller's process) it would change nothing here and leak
+            # into every process this one starts later.
+            thread_environment(threads)
         import torch
 
         if threads is not None:
