@@ -87,11 +87,7 @@ class KafkaDiffusionExecutor(RemoteDiffusionExecutor):
         group = f"omni-client-{uuid.uuid4().hex}"  # never commits: it only reads from where it started
         # Where a broker lost its log (a restart without storage), read the topic again from its
         # start: results already delivered are ignored by id.
-        self.results = Consumer(
-            self.settings.client_config(
-                **{"group.id": group, "enable.auto.commit": False, "auto.offset.reset": "earliest"}
-            )
-        )
+        self.results = Consumer(self.settings.consumer_config(group, **{"auto.offset.reset": "earliest"}))
         assign_whole_topic(self.results, self.settings.result_topic, from_start=False)
         self._stop = threading.Event()
         self._reader = threading.Thread(target=self._read_results, name="omni-kafka-results", daemon=True)
@@ -148,6 +144,10 @@ class KafkaDiffusionExecutor(RemoteDiffusionExecutor):
                     self.producer.list_topics(timeout=PROBE_SECONDS)
                     if self.options.create_topics:
                         ensure_topics(self.settings, timeout=5)  # a broker that lost them
+                    # A broker back without its log numbers offsets from 0 again: a position kept
+                    # from before could skip new results. Read the topic again from its start
+                    # (results already delivered are ignored by id).
+                    assign_whole_topic(self.results, self.settings.result_topic, from_start=True)
                     self._broker_down = None
             message = self.results.poll(POLL_SECONDS)
             if message is None or message.error() is not None:

@@ -87,6 +87,17 @@ class KafkaSettings:
     def all_topics(self) -> list[str]:
         return [*self.request_topics(), self.result_topic, self.control_topic]
 
+    def consumer_config(self, group: str, **extra: Any) -> dict[str, Any]:
+        """A consumer's configuration: :meth:`client_config`, its group, no auto commit, the fetch wait."""
+        return self.client_config(
+            **{
+                "group.id": group,
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": self.fetch_wait_ms,
+                **extra,
+            }
+        )
+
     def client_config(self, **extra: Any) -> dict[str, Any]:
         """librdkafka configuration: the brokers, the pass-through settings, then ``extra``.
 
@@ -98,7 +109,6 @@ class KafkaSettings:
             "bootstrap.servers": self.bootstrap_servers,
             "logger": LIBRDKAFKA_LOG,
             "topic.metadata.refresh.interval.ms": 2000,
-            "fetch.wait.max.ms": self.fetch_wait_ms,
             **self.kafka_config,
             **extra,
         }

@@ -66,8 +66,7 @@ class TopicReader:
     ) -> None:
         from confluent_kafka import Consumer
 
-        config = settings.client_config(**{"group.id": f"omni-reader-{topic}", "enable.auto.commit": False})
-        self._consumer = Consumer(config)
+        self._consumer = Consumer(settings.consumer_config(f"omni-reader-{topic}"))
         assign_whole_topic(self._consumer, topic, from_start=from_start)
         self._on_key = on_key
         self._stop = threading.Event()
@@ -124,16 +123,15 @@ class KafkaWorker:
         self.producer = Producer(settings.client_config(**{"acks": "all", "linger.ms": 0}))
         session_ms = int(worker.session_timeout * 1000)
         self.consumer = Consumer(
-            settings.client_config(
+            settings.consumer_config(
+                worker.group,
                 **{
-                    "group.id": worker.group,
-                    "enable.auto.commit": False,
                     "auto.offset.reset": "earliest",
                     "session.timeout.ms": session_ms,
                     "heartbeat.interval.ms": max(100, session_ms // 6),
                     # A request runs between two polls: allow a long one before the group drops us.
                     "max.poll.interval.ms": MAX_REQUEST_SECONDS * 1000,
-                }
+                },
             )
         )
         self.running: str | None = None
