@@ -1,5 +1,5 @@
-"""The shapes model (shapes-v1, not yet shipped): its vocabulary, renderer and oracle, and the
-pipeline's mechanics on random weights (the trained model is issue 26's unfinished part)."""
+"""The shapes model's parts: its vocabulary, renderer and oracle, and the pipeline's mechanics on
+random weights (the trained default, shapes-v1, is tested in test_default_model.py)."""
 
 from __future__ import annotations
 

@@ -224,17 +224,18 @@ def test_the_default_model_batches_by_step_and_matches_its_pipeline() -> None:
     model = default_model_path()
     with engine_for(model) as engine:
         info = engine.collective_rpc("describe")[0]["batching"]
+        prompts = ("a red circle on a blue background", "a big yellow 7", "a small green A at the top left")
         requests = [
-            OmniDiffusionRequest(f"a handwritten {d}", seed=d, num_inference_steps=4 + d) for d in range(3)
+            OmniDiffusionRequest(prompt, seed=d, num_inference_steps=4 + d) for d, prompt in enumerate(prompts)
         ]
         outputs = [o.raise_for_error() for o in engine.step(requests)]
     assert info["mode"] == "step"
     assert info["denoiser"] == "unet"
     import torch
 
-    from omni_core.models.digits import DigitsPipeline
+    from omni_core.models.shapes import ShapesPipeline
 
-    pipeline = DigitsPipeline.from_pretrained(str(model))
+    pipeline = ShapesPipeline.from_pretrained(str(model))
     for request, output in zip(requests, outputs, strict=True):
         expected = pipeline(
             request.prompt,

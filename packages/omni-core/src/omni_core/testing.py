@@ -58,11 +58,10 @@ def tiny_shapes_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with its untrained random weights (seed 0), saved with save_pretrained: what it draws means
     nothing, but its mechanics (inpainting keeps unmasked pixels exactly, previews are its exact
     x0) are the real ones."""
-    from omni_core.models.train_shapes import build_untrained, save
+    from omni_core.models.shapes import ShapesPipeline
+    from omni_core.models.train_shapes import build_untrained
 
     out = tmp_path_factory.mktemp("models") / "tiny-shapes"
-    from omni_core.models.shapes import ShapesPipeline
-
-    tokenizer, text_encoder, unet, scheduler = build_untrained(out / "tokenizer", seed=0)
-    save(ShapesPipeline(unet=unet, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler), out)
+    unet, scheduler = build_untrained(seed=0)
+    ShapesPipeline(unet=unet, scheduler=scheduler).save_pretrained(out)
     return out

@@ -1,12 +1,14 @@
 """``ShapesPipeline``: omni's built-in default model, colored shapes, digits and letters at 64x64.
 
-A diffusion model that works on the image itself, losslessly folded: each 4x4
-block of RGB pixels becomes 48 channels of a 16x16 grid (``pixel_unshuffle``),
-so the UNet runs at 16x16 (cheap on a CPU) and nothing blurs the output the way
-a small VAE would; unfolding is exact. The prompt is read by a word-level
-tokenizer and a small CLIP text encoder, trained with the UNet by
-:mod:`omni_core.models.train_shapes` on scenes rendered by Pillow
-(:mod:`omni_core.models.shapes_render`).
+A diffusion model in pixel space (no VAE: nothing blurs the output). The
+prompt is read into a scene (:func:`~omni_core.models.shapes_vocabulary.read_prompt`:
+subject, colors, size, position), and the denoiser
+(:class:`~omni_core.models.shapes_denoiser.SceneUNet`) is conditioned on it:
+labels for subject and colors, and the subject's placement in pixels. The
+placement's small jitter (position, scale) is drawn from the request's
+generator, so seeds differ; a prompt that names no subject gets one drawn from
+the generator too, after a one-time warning saying what the model can draw.
+Trained by :mod:`omni_core.models.train_shapes` on scenes rendered by Pillow.
 
 Three pipelines share the components, as diffusers' ``from_pipe`` family does:
 text-to-image, image-to-image (``image``, ``strength``) and inpainting
@@ -29,88 +31,65 @@ from diffusers import DiffusionPipeline, ImagePipelineOutput
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
-from omni_core.models.shapes_vocabulary import CAN_DRAW, parse_prompt
+from omni_core.models.shapes_denoiser import SceneUNet
+from omni_core.models.shapes_render import jitter_from_uniform, placement
+from omni_core.models.shapes_vocabulary import (
+    CAN_DRAW,
+    COLORS,
+    SUBJECTS,
+    Scene,
+    named_attributes,
+    read_prompt,
+)
 
 NATIVE_SIZE = 64
-FOLD = 4
-"""``pixel_unshuffle`` factor: 3x64x64 pixels <-> 48x16x16 UNet input."""
-PROMPT_TOKENS = 16
-"""Prompts are a few words; 16 tokens keeps the text encoder cheap."""
-
 Images = Any  # a PIL image, a list of them, or an array, as diffusers' image pipelines accept
+Generators = torch.Generator | list[torch.Generator] | None
+_COLOR_NAMES = list(COLORS)
 
 
-def fold(pixels: torch.Tensor) -> torch.Tensor:
-    """(B, 3, 64, 64) in [-1, 1] -> (B, 48, 16, 16)."""
-    return functional.pixel_unshuffle(pixels, FOLD)
-
-
-def unfold(latents: torch.Tensor) -> torch.Tensor:
-    """(B, 48, 16, 16) -> (B, 3, 64, 64)."""
-    return functional.pixel_shuffle(latents, FOLD)
-
-
-LATENT_CHANNELS = 3 * FOLD * FOLD
-LATENT_SIDE = NATIVE_SIZE // FOLD
+def scene_labels(subject: str | None, color: str | None, background: str | None) -> list[int]:
+    """The denoiser's labels for a scene; None (not said) is the index past the last."""
+    return [
+        SUBJECTS.index(subject) if subject else len(SUBJECTS),
+        _COLOR_NAMES.index(color) if color else len(_COLOR_NAMES),
+        _COLOR_NAMES.index(background) if background else len(_COLOR_NAMES),
+    ]
 
 
 @dataclass(frozen=True)
-class PromptEncoding:
-    """What the UNet is told about a prompt, three ways, each learned fast for a different thing.
+class SceneConditioning:
+    """What the denoiser is told about each row: labels (B, 3) and placement (B, 3)."""
 
-    ``hidden``: the text encoder's states, for cross-attention. ``summary``: its last position
-    (the encoder is causal and prompts are padded to one length, so it has seen every word),
-    added to the timestep embedding (``class_embed_type="projection"``): every block knows
-    what to draw. ``canvas``: the summary projected linearly onto a 16x16 map (the encoder's
-    ``text_projection``, reshaped) and fed to the UNet as extra input channels, so where and
-    how large a shape is has weights of its own at every position: drawing a layout from a
-    global vector alone is what a small UNet learns slowest.
-    """
-
-    hidden: torch.Tensor
-    summary: torch.Tensor
-    canvas: torch.Tensor | None
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.hidden.dtype
+    labels: torch.Tensor
+    placement: torch.Tensor
 
     def __len__(self) -> int:
-        return len(self.hidden)
+        return len(self.labels)
 
-    def cat(self, other: PromptEncoding) -> PromptEncoding:
+    def cat(self, other: SceneConditioning) -> SceneConditioning:
         """``self`` then ``other`` along the batch (unconditional first, for guidance)."""
-        canvas = (
-            None if self.canvas is None or other.canvas is None else torch.cat([self.canvas, other.canvas])
-        )
-        return PromptEncoding(
-            torch.cat([self.hidden, other.hidden]), torch.cat([self.summary, other.summary]), canvas
+        return SceneConditioning(
+            torch.cat([self.labels, other.labels]), torch.cat([self.placement, other.placement])
         )
 
 
-def encode_tokens(text_encoder: Any, input_ids: torch.Tensor) -> PromptEncoding:
-    """A batch of token ids as a :class:`PromptEncoding` (shared by the pipelines and the trainer)."""
-    out = text_encoder(input_ids)
-    hidden = out.last_hidden_state
-    projected = getattr(out, "text_embeds", None)
-    canvas = None if projected is None else projected.reshape(len(hidden), -1, LATENT_SIDE, LATENT_SIDE)
-    return PromptEncoding(hidden, hidden[:, -1], canvas)
-
-
-def predict_clean(unet: Any, latents: torch.Tensor, timestep: Any, prompt: PromptEncoding) -> torch.Tensor:
-    """The UNet's estimate of the clean (folded) image (shared by the pipelines and the trainer)."""
-    inputs = (
-        latents if prompt.canvas is None else torch.cat([latents, prompt.canvas.to(latents.dtype)], dim=1)
-    )
-    return unet(inputs, timestep, encoder_hidden_states=prompt.hidden, class_labels=prompt.summary).sample
+def _uniforms(rows: int, count: int, generator: Generators) -> torch.Tensor:
+    """(rows, count) uniforms in [0, 1), each row from its own generator where a list is given."""
+    if isinstance(generator, list):
+        return torch.stack([torch.rand(count, generator=g, device=g.device).cpu() for g in generator])
+    if generator is not None:
+        return torch.rand(rows, count, generator=generator, device=generator.device).cpu()
+    return torch.rand(rows, count)
 
 
 def warn_if_undrawable(prompts: list[str]) -> None:
     """The one-time warning (Python shows a warning from one place once) naming what can be drawn."""
-    undrawable = next((text for text in prompts if text.strip() and parse_prompt(text) is None), None)
+    undrawable = next((t for t in prompts if t.strip() and named_attributes(t)[0] is None), None)
     if undrawable is not None:
         warnings.warn(
             f"the built-in shapes model cannot draw {undrawable!r}; it draws {CAN_DRAW}. "
+            "A prompt that names no subject gets one at random. "
             "Pass your own model (model_name_or_path / --model) for anything else",
             UserWarning,
             stacklevel=3,
@@ -141,12 +120,13 @@ def _as_pixels(images: Images, count: int, *, mask: bool, device: torch.device) 
 class ShapesPipeline(DiffusionPipeline):  # type: ignore[misc]
     """Text -> a colored shape or glyph; ``pipe("a red circle on a blue background")``."""
 
-    model_cpu_offload_seq = "text_encoder->unet"
+    model_cpu_offload_seq = "unet"
     _callback_tensor_inputs = ["latents"]  # noqa: RUF012 - diffusers' own convention
 
-    def __init__(self, unet: Any, text_encoder: Any, tokenizer: Any, scheduler: Any) -> None:
+    def __init__(self, unet: SceneUNet, scheduler: Any) -> None:
+        # diffusers loads the ``unet`` component only from a module already imported: this one's import.
         super().__init__()
-        self.register_modules(unet=unet, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler)
+        self.register_modules(unet=unet, scheduler=scheduler)
         # Read by omni's runner to pick the default size, as for Stable Diffusion.
         self.default_sample_size = NATIVE_SIZE
         self.vae_scale_factor = 1
@@ -163,11 +143,25 @@ class ShapesPipeline(DiffusionPipeline):  # type: ignore[misc]
             "inpaint": ShapesInpaintPipeline(**self.components),
         }
 
-    def encode_prompt(self, prompts: list[str]) -> PromptEncoding:
-        tokens = self.tokenizer(
-            prompts, padding="max_length", max_length=PROMPT_TOKENS, truncation=True, return_tensors="pt"
+    def encode_prompt(self, prompts: list[str], generator: Generators = None) -> SceneConditioning:
+        """Each prompt's scene as labels and a placement (jitter and any missing subject from ``generator``)."""
+        draws = _uniforms(len(prompts), 4, generator)
+        labels, placements = [], []
+        for text, (u_subject, *u_jitter) in zip(prompts, draws.tolist(), strict=True):
+            scene = read_prompt(text)
+            if not scene.subject:
+                subject = SUBJECTS[min(int(u_subject * len(SUBJECTS)), len(SUBJECTS) - 1)]
+                scene = Scene(subject, scene.color, scene.background, scene.size, scene.position)
+            labels.append(scene_labels(scene.subject, scene.color, scene.background))
+            placements.append(placement(scene, jitter_from_uniform(tuple(u_jitter))))  # type: ignore[arg-type]
+        return SceneConditioning(
+            torch.tensor(labels, device=self.device), torch.tensor(placements, device=self.device)
         )
-        return encode_tokens(self.text_encoder, tokens.input_ids.to(self.device))
+
+    def _unconditional(self, negatives: list[str], conditional: SceneConditioning) -> SceneConditioning:
+        """Guidance's other half: what each negative prompt names, "not said" for the rest, same placement."""
+        labels = [scene_labels(*named_attributes(text)) for text in negatives]
+        return SceneConditioning(torch.tensor(labels, device=self.device), conditional.placement)
 
     def __call__(
         self,
@@ -175,7 +169,7 @@ class ShapesPipeline(DiffusionPipeline):  # type: ignore[misc]
         height: int | None = None,
         width: int | None = None,
         num_inference_steps: int = 4,
-        guidance_scale: float = 2.0,
+        guidance_scale: float = 1.0,
         negative_prompt: str | list[str] | None = None,
         num_images_per_prompt: int = 1,
         generator: torch.Generator | list[torch.Generator] | None = None,
@@ -186,10 +180,10 @@ class ShapesPipeline(DiffusionPipeline):  # type: ignore[misc]
     ) -> Any:
         with torch.no_grad():
             prompts, embeddings = self._prompts(
-                prompt, negative_prompt, num_images_per_prompt, guidance_scale
+                prompt, negative_prompt, num_images_per_prompt, guidance_scale, generator
             )
-            shape = (len(prompts), LATENT_CHANNELS, LATENT_SIDE, LATENT_SIDE)
-            latents = randn_tensor(shape, generator=generator, device=self.device, dtype=embeddings.dtype)
+            shape = (len(prompts), 3, NATIVE_SIZE, NATIVE_SIZE)
+            latents = randn_tensor(shape, generator=generator, device=self.device, dtype=self.unet.dtype)
             self.scheduler.set_timesteps(num_inference_steps, device=self.device)
             latents = latents * self.scheduler.init_noise_sigma
             latents = self._denoise(
@@ -205,7 +199,8 @@ class ShapesPipeline(DiffusionPipeline):  # type: ignore[misc]
         negative_prompt: str | list[str] | None,
         num_images_per_prompt: int,
         guidance_scale: float,
-    ) -> tuple[list[str], PromptEncoding]:
+        generator: Generators,
+    ) -> tuple[list[str], SceneConditioning]:
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         warn_if_undrawable(prompts)
         prompts = [p for p in prompts for _ in range(num_images_per_prompt)]
@@ -215,15 +210,15 @@ class ShapesPipeline(DiffusionPipeline):  # type: ignore[misc]
             if isinstance(negatives, str)
             else [n for n in negatives for _ in range(num_images_per_prompt)]
         )
-        embeddings = self.encode_prompt(prompts)
+        embeddings = self.encode_prompt(prompts, generator)
         if guidance_scale > 1.0:
-            embeddings = self.encode_prompt(negatives).cat(embeddings)
+            embeddings = self._unconditional(negatives, embeddings).cat(embeddings)
         return prompts, embeddings
 
     def _denoise(
         self,
         latents: torch.Tensor,
-        embeddings: PromptEncoding,
+        embeddings: SceneConditioning,
         timesteps: torch.Tensor,
         guidance_scale: float,
         callback_on_step_end: Callable[..., dict[str, Any]] | None,
@@ -231,14 +226,16 @@ class ShapesPipeline(DiffusionPipeline):  # type: ignore[misc]
     ) -> torch.Tensor:
         """The sampling loop.
 
-        ``keep`` is (folded original, folded mask of what to keep, noise) when inpainting.
+        ``keep`` is (original, mask of what to keep, noise) when inpainting.
         """
         use_guidance = guidance_scale > 1.0
         self._num_timesteps = len(timesteps)
         for index, timestep in enumerate(timesteps):
             model_input = torch.cat([latents, latents]) if use_guidance else latents
             model_input = self.scheduler.scale_model_input(model_input, timestep)
-            predicted = predict_clean(self.unet, model_input, timestep, embeddings)
+            predicted = self.unet(
+                model_input, timestep, labels=embeddings.labels, placement=embeddings.placement
+            ).sample
             if use_guidance:
                 unconditional, conditional = predicted.chunk(2)
                 predicted = unconditional + guidance_scale * (conditional - unconditional)
@@ -260,8 +257,8 @@ class ShapesPipeline(DiffusionPipeline):  # type: ignore[misc]
         return self.scheduler.timesteps[num_inference_steps - run :]
 
     def omni_preview(self, x0: torch.Tensor) -> np.ndarray[Any, Any]:
-        """The x0 estimate as 64x64 RGB in [0, 1]: exact (the model works on folded pixels)."""
-        return np.asarray((unfold(x0) / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).float().cpu().numpy())
+        """The x0 estimate as 64x64 RGB in [0, 1]: exact (the model works on pixels)."""
+        return np.asarray((x0 / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).float().cpu().numpy())
 
     def _output(
         self,
@@ -271,7 +268,7 @@ class ShapesPipeline(DiffusionPipeline):  # type: ignore[misc]
         output_type: str,
         return_dict: bool,
     ) -> Any:
-        pixels = (unfold(latents) / 2 + 0.5).clamp(0, 1)
+        pixels = (latents / 2 + 0.5).clamp(0, 1)
         height, width = height or NATIVE_SIZE, width or NATIVE_SIZE
         if (height, width) != (NATIVE_SIZE, NATIVE_SIZE):
             # The model draws at 64x64 only; another size is that image resized.
@@ -293,7 +290,7 @@ class ShapesImg2ImgPipeline(ShapesPipeline):
         height: int | None = None,
         width: int | None = None,
         num_inference_steps: int = 8,
-        guidance_scale: float = 2.0,
+        guidance_scale: float = 1.0,
         negative_prompt: str | list[str] | None = None,
         num_images_per_prompt: int = 1,
         generator: torch.Generator | list[torch.Generator] | None = None,
@@ -306,9 +303,9 @@ class ShapesImg2ImgPipeline(ShapesPipeline):
             raise ValueError("image is required for image-to-image")
         with torch.no_grad():
             prompts, embeddings = self._prompts(
-                prompt, negative_prompt, num_images_per_prompt, guidance_scale
+                prompt, negative_prompt, num_images_per_prompt, guidance_scale, generator
             )
-            original = fold(_as_pixels(image, len(prompts), mask=False, device=self.device))
+            original = _as_pixels(image, len(prompts), mask=False, device=self.device)
             timesteps = self._edit_timesteps(num_inference_steps, strength)
             noise = randn_tensor(
                 original.shape, generator=generator, device=self.device, dtype=original.dtype
@@ -330,7 +327,7 @@ class ShapesInpaintPipeline(ShapesPipeline):
         height: int | None = None,
         width: int | None = None,
         num_inference_steps: int = 8,
-        guidance_scale: float = 2.0,
+        guidance_scale: float = 1.0,
         negative_prompt: str | list[str] | None = None,
         num_images_per_prompt: int = 1,
         generator: torch.Generator | list[torch.Generator] | None = None,
@@ -343,11 +340,11 @@ class ShapesInpaintPipeline(ShapesPipeline):
             raise ValueError("image and mask_image are required for inpainting")
         with torch.no_grad():
             prompts, embeddings = self._prompts(
-                prompt, negative_prompt, num_images_per_prompt, guidance_scale
+                prompt, negative_prompt, num_images_per_prompt, guidance_scale, generator
             )
-            original = fold(_as_pixels(image, len(prompts), mask=False, device=self.device))
+            original = _as_pixels(image, len(prompts), mask=False, device=self.device)
             repaint = _as_pixels(mask_image, len(prompts), mask=True, device=self.device)
-            kept = fold(1.0 - repaint.expand(-1, 3, -1, -1))
+            kept = 1.0 - repaint.expand(-1, 3, -1, -1)
             timesteps = self._edit_timesteps(num_inference_steps, strength)
             noise = randn_tensor(
                 original.shape, generator=generator, device=self.device, dtype=original.dtype

@@ -4,13 +4,15 @@ Drawn at four times the size and box-reduced to 64x64, so edges are
 anti-aliased but sharp. Glyphs use Pillow's bundled scalable font
 (``ImageFont.load_default(size)``), thickened with a stroke so a 64-pixel
 image still shows them clearly; shapes are ``ImageDraw`` polygons. A little
-jitter (position, scale) lets seeds differ without making the task vague.
+jitter (:class:`Jitter`: position, scale) lets seeds differ; :func:`placement` is
+where the subject goes, shared with the model, which places its templates there.
 """
 
 from __future__ import annotations
 
 import math
 import random
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -27,12 +29,48 @@ EXTENTS = {"small": 22, "medium": 36, "large": 52}
 MARGIN = 3
 
 
-def centre(scene: Scene, extent: float) -> tuple[float, float]:
-    """Where the subject's centre goes: its position word, kept ``MARGIN`` inside the frame."""
+@dataclass(frozen=True)
+class Jitter:
+    """How far one drawing strays from its scene's exact placement: what makes seeds differ.
+
+    The trainer renders with random jitter and tells the model what it was; the
+    pipeline draws it from the request's generator, so a seed picks the jitter.
+    """
+
+    scale: float = 1.0
+    dx: float = 0.0
+    dy: float = 0.0
+
+
+JITTER_SCALE = 0.08
+JITTER_SHIFT = 2.0
+
+
+def random_jitter(rng: random.Random) -> Jitter:
+    """Jitter drawn uniformly: scale within 8 %, centre within 2 pixels."""
+    scale = rng.uniform(1 - JITTER_SCALE, 1 + JITTER_SCALE)
+    return Jitter(scale, rng.uniform(-JITTER_SHIFT, JITTER_SHIFT), rng.uniform(-JITTER_SHIFT, JITTER_SHIFT))
+
+
+def jitter_from_uniform(u: tuple[float, float, float]) -> Jitter:
+    """:class:`Jitter` from three uniforms in [0, 1) (the pipeline's generator draws them)."""
+    return Jitter(
+        1 - JITTER_SCALE + 2 * JITTER_SCALE * u[0],
+        JITTER_SHIFT * (2 * u[1] - 1),
+        JITTER_SHIFT * (2 * u[2] - 1),
+    )
+
+
+def placement(scene: Scene, jitter: Jitter = Jitter()) -> tuple[float, float, float]:
+    """(centre x, centre y, extent) of the subject in pixels: the one place geometry is decided.
+
+    The renderer draws there, and the model is told it (its templates are placed there).
+    """
+    extent = EXTENTS[scene.size] * jitter.scale
     reach = SIZE / 2 - extent / 2 - MARGIN
     x = -reach if "left" in scene.position else reach if "right" in scene.position else 0.0
     y = -reach if "top" in scene.position else reach if "bottom" in scene.position else 0.0
-    return SIZE / 2 + x, SIZE / 2 + y
+    return SIZE / 2 + x + jitter.dx, SIZE / 2 + y + jitter.dy, extent
 
 
 @lru_cache(maxsize=64)
@@ -91,14 +129,13 @@ def _draw_glyph(
     draw.text((x, y), glyph, font=font, fill=fill, stroke_width=stroke, stroke_fill=fill)
 
 
-def render(scene: Scene, rng: random.Random | None = None) -> np.ndarray[Any, Any]:
-    """``scene`` as a (64, 64, 3) uint8 array; ``rng`` adds the jitter (None: none)."""
-    scale = rng.uniform(0.92, 1.08) if rng is not None else 1.0
-    extent = EXTENTS[scene.size] * scale
-    cx, cy = centre(scene, extent)
-    if rng is not None:
-        cx += rng.uniform(-2.0, 2.0)
-        cy += rng.uniform(-2.0, 2.0)
+def render(
+    scene: Scene, rng: random.Random | None = None, jitter: Jitter | None = None
+) -> np.ndarray[Any, Any]:
+    """``scene`` as a (64, 64, 3) uint8 array, with ``jitter`` (or jitter drawn from ``rng``; neither: none)."""
+    if jitter is None:
+        jitter = random_jitter(rng) if rng is not None else Jitter()
+    cx, cy, extent = placement(scene, jitter)
     big = SIZE * SUPERSAMPLE
     image = Image.new("RGB", (big, big), COLORS[scene.background])
     draw = ImageDraw.Draw(image)

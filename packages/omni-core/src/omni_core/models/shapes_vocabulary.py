@@ -3,7 +3,7 @@
 One scene is a subject (a shape, a digit or a capital letter), its color, the
 background color, a size and a position. The trainer writes prompts for random
 scenes from the phrasings below; the pipeline reads a prompt back into a scene
-only to warn when it names nothing the model can draw; the oracle and the tests
+(:func:`read_prompt`), which is what the model is conditioned on; the oracle and the tests
 draw scenes from the same tables. Words are case-sensitive where it matters:
 ``"A"`` is the letter, ``"a"`` the article.
 """
@@ -177,8 +177,8 @@ def tokens(prompt: str) -> list[str]:
     return _TOKEN.findall(prompt)
 
 
-def parse_prompt(prompt: str) -> Scene | None:
-    """The scene a prompt asks for, or None when it names no subject the model can draw.
+def named_attributes(prompt: str) -> tuple[str | None, str | None, str | None]:
+    """(subject, color, background) as far as ``prompt`` names them; None where it does not.
 
     A color after "on" or before "background" is the background; the first other
     color is the subject's. A capital letter counts as a subject unless it is the
@@ -197,9 +197,7 @@ def parse_prompt(prompt: str) -> Scene | None:
         elif len(word) == 1 and word.isupper():
             subjects.append((index, word))
     named = [s for s in subjects if not (s[1] == "A" and s[0] == 0 and len(subjects) > 1)]
-    if not named:
-        return None
-    subject = named[-1][1] if len(named) > 1 and named[0][1] == "A" and named[0][0] == 0 else named[0][1]
+    subject = named[0][1] if named else None
     color = background = None
     for index, word in enumerate(words):
         name = _WORD_TO_COLOR.get(word.lower())
@@ -211,13 +209,26 @@ def parse_prompt(prompt: str) -> Scene | None:
             background = background or name
         elif color is None:
             color = name
+    return subject, color, background
+
+
+def read_prompt(prompt: str) -> Scene:
+    """The scene ``prompt`` asks for, defaults filled in; ``subject`` is "" where it names none."""
+    subject, color, background = named_attributes(prompt)
     color, background = default_colors(color, background)
-    size = next((_WORD_TO_SIZE[w.lower()] for w in words if w.lower() in _WORD_TO_SIZE), DEFAULT_SIZE)
-    lowered = {w.lower() for w in words}
-    vertical = "top" if "top" in lowered else "bottom" if "bottom" in lowered else ""
-    horizontal = "left" if "left" in lowered else "right" if "right" in lowered else ""
+    ordered = [w.lower() for w in tokens(prompt)]
+    words = set(ordered)
+    size = next((_WORD_TO_SIZE[w] for w in ordered if w in _WORD_TO_SIZE), DEFAULT_SIZE)
+    vertical = "top" if "top" in words else "bottom" if "bottom" in words else ""
+    horizontal = "left" if "left" in words else "right" if "right" in words else ""
     position = f"{vertical} {horizontal}".strip() or DEFAULT_POSITION
-    return Scene(subject, color, background, size, position)
+    return Scene(subject or "", color, background, size, position)
+
+
+def parse_prompt(prompt: str) -> Scene | None:
+    """The scene a prompt asks for, or None when it names no subject the model can draw."""
+    scene = read_prompt(prompt)
+    return scene if scene.subject else None
 
 
 def vocabulary_words() -> list[str]:
