@@ -14,7 +14,6 @@ import pytest
 
 from omni_core import DiffusionEngine, OmniDiffusionConfig, OmniDiffusionRequest, ProgressEvent
 from omni_core.images import decode_png
-from omni_core.models.default import default_model_path
 from omni_core.testing_images import fraction_of_pixels_off_by_more_than
 from omni_core.testing_pipelines import sample_image, sample_mask
 
@@ -114,7 +113,9 @@ def test_readme_main_command_uses_the_default_executor(tmp_path: Path) -> None:
 
     asked = parse_prompt(found.group(1))
     assert asked is not None
-    assert read(image).matches(asked) == dict.fromkeys(("subject", "color", "background", "size", "position"), True)
+    assert read(image).matches(asked) == dict.fromkeys(
+        ("subject", "color", "background", "size", "position"), True
+    )
 
 
 def test_http_in_front_of_mp_gives_the_inproc_image(
@@ -200,5 +201,3 @@ def test_priority_in_front_of_mp_preempts_between_steps(tiny_model: Path) -> Non
         low_output = low.result(timeout=120)
         assert low_output.ok
         assert low_output.timings["preemptions"] == 1
-
-

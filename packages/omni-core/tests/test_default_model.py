@@ -18,7 +18,7 @@ from omni_core.models.shapes_vocabulary import Scene
 
 pytest.importorskip("sklearn", reason="the shapes oracle needs scikit-learn (omni-core[train])")
 
-from omni_core.models.shapes_oracle import random_prompts, read, score  # noqa: E402
+from omni_core.models.shapes_oracle import random_prompts, read, score
 
 
 @pytest.fixture(scope="module")

@@ -226,7 +226,8 @@ def test_the_default_model_batches_by_step_and_matches_its_pipeline() -> None:
         info = engine.collective_rpc("describe")[0]["batching"]
         prompts = ("a red circle on a blue background", "a big yellow 7", "a small green A at the top left")
         requests = [
-            OmniDiffusionRequest(prompt, seed=d, num_inference_steps=4 + d) for d, prompt in enumerate(prompts)
+            OmniDiffusionRequest(prompt, seed=d, num_inference_steps=4 + d)
+            for d, prompt in enumerate(prompts)
         ]
         outputs = [o.raise_for_error() for o in engine.step(requests)]
     assert info["mode"] == "step"

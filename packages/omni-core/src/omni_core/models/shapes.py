@@ -44,7 +44,7 @@ from omni_core.models.shapes_vocabulary import (
 
 NATIVE_SIZE = 64
 Images = Any  # a PIL image, a list of them, or an array, as diffusers' image pipelines accept
-Generators = torch.Generator | list[torch.Generator] | None
+Generators = Any  # a torch.Generator, a list of them (one per image), or None
 _COLOR_NAMES = list(COLORS)
 
 
@@ -144,7 +144,8 @@ class ShapesPipeline(DiffusionPipeline):  # type: ignore[misc]
         }
 
     def encode_prompt(self, prompts: list[str], generator: Generators = None) -> SceneConditioning:
-        """Each prompt's scene as labels and a placement (jitter and any missing subject from ``generator``)."""
+        """Each prompt's scene as labels and a placement (jitter, and any missing subject, drawn
+        from ``generator``)."""
         draws = _uniforms(len(prompts), 4, generator)
         labels, placements = [], []
         for text, (u_subject, *u_jitter) in zip(prompts, draws.tolist(), strict=True):
@@ -153,7 +154,7 @@ class ShapesPipeline(DiffusionPipeline):  # type: ignore[misc]
                 subject = SUBJECTS[min(int(u_subject * len(SUBJECTS)), len(SUBJECTS) - 1)]
                 scene = Scene(subject, scene.color, scene.background, scene.size, scene.position)
             labels.append(scene_labels(scene.subject, scene.color, scene.background))
-            placements.append(placement(scene, jitter_from_uniform(tuple(u_jitter))))  # type: ignore[arg-type]
+            placements.append(placement(scene, jitter_from_uniform((u_jitter[0], u_jitter[1], u_jitter[2]))))
         return SceneConditioning(
             torch.tensor(labels, device=self.device), torch.tensor(placements, device=self.device)
         )

@@ -47,7 +47,7 @@ class SceneUNetOutput(BaseOutput):  # type: ignore[misc]
     sample: torch.Tensor
 
 
-class _Block(nn.Module):
+class _Block(nn.Module):  # type: ignore[misc]
     """A residual block whose features the timestep scales and shifts (FiLM)."""
 
     def __init__(self, channels: int, time_channels: int) -> None:
@@ -74,7 +74,7 @@ class SceneUNet(ModelMixin, ConfigMixin):  # type: ignore[misc]
     (B, 3) float: the subject's centre x, centre y and extent in pixels.
     """
 
-    @register_to_config
+    @register_to_config  # type: ignore[untyped-decorator]
     def __init__(
         self,
         num_subjects: int = 43,
@@ -119,7 +119,9 @@ class SceneUNet(ModelMixin, ConfigMixin):  # type: ignore[misc]
         )
         grid = functional.affine_grid(theta, [len(subjects), 1, size, size], align_corners=False)
         templates = torch.sigmoid(self.templates[subjects])
-        return functional.grid_sample(templates, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        return functional.grid_sample(
+            templates, grid, mode="bilinear", padding_mode="zeros", align_corners=False
+        )
 
     def sketch(self, labels: torch.Tensor, placement: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(sketch image (B, 3, 64, 64) in [-1, 1], mask (B, 1, 64, 64)): what the prompt alone says."""

@@ -132,7 +132,7 @@ def _draw_glyph(
 def render(
     scene: Scene, rng: random.Random | None = None, jitter: Jitter | None = None
 ) -> np.ndarray[Any, Any]:
-    """``scene`` as a (64, 64, 3) uint8 array, with ``jitter`` (or jitter drawn from ``rng``; neither: none)."""
+    """``scene`` as a (64, 64, 3) uint8 array, with ``jitter`` (else jitter drawn from ``rng``, else none)."""
     if jitter is None:
         jitter = random_jitter(rng) if rng is not None else Jitter()
     cx, cy, extent = placement(scene, jitter)

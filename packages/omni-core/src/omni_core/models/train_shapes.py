@@ -67,9 +67,15 @@ def rendered_batch(rng: random.Random, size: int) -> tuple[Any, Any, Any]:
         jitter = random_jitter(rng)
         pixels.append(render(scene, jitter=jitter))
         dropped = [rng.random() < LABEL_DROPOUT for _ in range(3)]
-        labels.append(scene_labels(None if dropped[0] else scene.subject, *(
-            None if drop else name for drop, name in zip(dropped[1:], (scene.color, scene.background), strict=True)
-        )))
+        labels.append(
+            scene_labels(
+                None if dropped[0] else scene.subject,
+                *(
+                    None if drop else name
+                    for drop, name in zip(dropped[1:], (scene.color, scene.background), strict=True)
+                ),
+            )
+        )
         placements.append(placement(scene, jitter))
     images = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
     return images, torch.tensor(labels), torch.tensor(placements)
