@@ -1,4 +1,4 @@
-"""The built-in digits model: time per image at 64x64 with its default steps, and oracle accuracy.
+"""The built-in digits model (digits-v1, by name): time per image at 64x64, and oracle accuracy.
 
 Baseline in the same run: calling the shipped pipeline directly with
 diffusers (``DigitsPipeline.from_pretrained``), against omni's in-process
@@ -22,13 +22,13 @@ from _plot import save_bars
 from _targets import verdict
 
 from omni_core import DiffusionEngine, OmniDiffusionConfig, OmniDiffusionRequest
-from omni_core.models.default import default_model_path
+from omni_core.models.default import builtin_model_path
 from omni_core.models.digits import DigitsPipeline
 
 
 def time_direct(count: int) -> float:
     """Median seconds per image calling the shipped pipeline directly with diffusers."""
-    pipe = DigitsPipeline.from_pretrained(default_model_path())
+    pipe = DigitsPipeline.from_pretrained(builtin_model_path("digits-v1"))
     pipe("1", height=64, width=64, output_type="np")
     times = []
     for seed in range(count):
@@ -55,7 +55,9 @@ def main() -> None:
         [sys.executable, __file__, "--direct-only", str(count)], capture_output=True, text=True, check=True
     )
     direct = float(json.loads(baseline.stdout.strip().splitlines()[-1]))
-    with DiffusionEngine(OmniDiffusionConfig(executor_class="inproc")) as engine:
+    with DiffusionEngine(
+        OmniDiffusionConfig(model_name_or_path="digits-v1", executor_class="inproc")
+    ) as engine:
         engine.step([OmniDiffusionRequest(prompt="1", height=64, width=64, seed=0)])
         omni = []
         outputs = []

@@ -221,31 +221,51 @@ def test_flux_requests_join_mid_way(tiny_flux_model: Path) -> None:
 
 
 def test_the_default_model_batches_by_step_and_matches_its_pipeline() -> None:
+    """Text, image-to-image and inpainting requests of the built-in model share forwards and each
+    equals its own pipeline's call."""
+    from omni_core.models.shapes_render import render
+    from omni_core.models.shapes_vocabulary import Scene
+
     model = default_model_path()
+    source = render(Scene("circle", "red", "white"))
+    mask = np.zeros((64, 64), dtype=np.uint8)
+    mask[8:40, 8:40] = 255
+    prompts = ("a red circle on a blue background", "a big yellow 7", "a small green A at the top left")
+    requests = [
+        OmniDiffusionRequest(prompt, seed=d, num_inference_steps=4 + d) for d, prompt in enumerate(prompts)
+    ]
+    requests += [
+        OmniDiffusionRequest("a blue circle", image=source, strength=0.9, num_inference_steps=8, seed=5),
+        OmniDiffusionRequest("a green star", image=source, mask_image=mask, num_inference_steps=6, seed=6),
+    ]
     with engine_for(model) as engine:
         info = engine.collective_rpc("describe")[0]["batching"]
-        prompts = ("a red circle on a blue background", "a big yellow 7", "a small green A at the top left")
-        requests = [
-            OmniDiffusionRequest(prompt, seed=d, num_inference_steps=4 + d)
-            for d, prompt in enumerate(prompts)
-        ]
         outputs = [o.raise_for_error() for o in engine.step(requests)]
     assert info["mode"] == "step"
     assert info["denoiser"] == "unet"
+    assert any(o.timings["batch_rows"] >= 2 for o in outputs)
     import torch
 
     from omni_core.models.shapes import ShapesPipeline
 
     pipeline = ShapesPipeline.from_pretrained(str(model))
+    tasks = pipeline.omni_task_pipelines()
     for request, output in zip(requests, outputs, strict=True):
-        expected = pipeline(
-            request.prompt,
-            num_inference_steps=request.num_inference_steps,
-            generator=[torch.Generator().manual_seed(request.seed or 0)],
-            output_type="np",
-        ).images
+        call = {
+            "num_inference_steps": request.num_inference_steps,
+            "generator": [torch.Generator().manual_seed(request.seed or 0)],
+            "output_type": "np",
+        }
+        if request.mask_image is not None:
+            expected = tasks["inpaint"](
+                request.prompt, image=source, mask_image=request.mask_image, **call
+            ).images
+        elif request.images:
+            expected = tasks["image"](request.prompt, image=source, strength=request.strength, **call).images
+        else:
+            expected = pipeline(request.prompt, **call).images
         pixels = (np.clip(expected, 0, 1) * 255).round().astype(np.uint8)[0]
-        assert within_tolerance(output.output[0], pixels)
+        assert within_tolerance(output.output[0], pixels), request.prompt
 
 
 def test_describe_reports_the_mode_and_the_measured_cap(tiny_model: Path) -> None:
