@@ -1,12 +1,11 @@
 """The built-in default model, shapes-v1: shipped, loaded with from_pretrained, and it draws what the
-prompt composes (subject, colors, size, position), edits meaningfully, and trains reproducibly."""
+prompt composes (subject, colors, size, position) and edits meaningfully (its training:
+test_train_builtin.py)."""
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -101,25 +100,3 @@ def test_a_prompt_naming_no_subject_warns_and_still_draws_one(engine: DiffusionE
     reading = read(image)
     assert reading.subject is not None
     assert (reading.color, reading.background) == ("red", "blue")
-
-
-def weights_digest(folder: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(folder.rglob("*.safetensors")):
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
-def test_short_training_twice_gives_identical_weights_that_load(tmp_path: Path) -> None:
-    from omni_core.models.train_shapes import train
-
-    first = train(tmp_path / "a", steps=6, batch_size=8, log_every=100)
-    second = train(tmp_path / "b", steps=6, batch_size=8, log_every=100)
-    assert weights_digest(first) == weights_digest(second)
-    third = train(tmp_path / "c", steps=6, batch_size=8, seed=1, log_every=100)
-    assert weights_digest(third) != weights_digest(first)
-    with DiffusionEngine(
-        OmniDiffusionConfig(model_name_or_path=str(first), executor_class="inproc")
-    ) as engine:
-        output = engine.generate("a red circle", seed=0).raise_for_error()
-    assert output.output[0].shape == (64, 64, 3)
