@@ -1,26 +1,22 @@
 """The built-in default model (shapes-v1) draws what the prompt composes through every executor.
 
 The same requests (random prompts, an image-to-image recolor and an inpainting) through inproc,
-worker processes, the priority scheduler, omni serve over HTTP, the local Lambda service, Celery
-workers over Redis, and a Ray cluster in its own network namespace; the shapes oracle reads
-every image back.
+worker processes, the priority scheduler, omni serve over HTTP, the local Lambda service and Celery
+workers over Redis (Ray: test_ray.py, beside the other Ray test, so the two run one after the
+other); the shapes oracle reads every image back (``check_images``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conformance_setups import require
-from private_network import run_with_loopback_only
 
 from omni_core import DiffusionEngine, OmniDiffusionConfig, OmniDiffusionRequest, ProgressEvent
-from omni_core.images import decode_png
 from omni_core.models.default import default_model_path
 from omni_core.models.shapes_render import render
 from omni_core.models.shapes_vocabulary import Scene
@@ -122,25 +118,3 @@ def test_the_default_model_draws_what_the_prompt_composes(executor: str, tmp_pat
     assert [p.index for p in shown] == ([] if executor in ("lambda", "celery") else [0, 1]), executor
     assert all(p.images[0].shape == (64, 64, 3) for p in shown)
     assert read(final.raise_for_error().output[0]).subject == "heart"
-
-
-RAY_SCRIPT = """
-import json, sys
-sys.path.insert(0, sys.argv[1])
-from test_default_model_everywhere import requests
-from omni_core import DiffusionEngine, OmniDiffusionConfig
-from omni_core.images import encode_png
-config = OmniDiffusionConfig(executor_class="ray", executor_options={"num_workers": 1})
-with DiffusionEngine(config) as engine:
-    outputs = engine.step(requests())
-print(json.dumps([encode_png(o.raise_for_error().output[0]).hex() for o in outputs]))
-"""
-
-
-def test_the_default_model_draws_through_ray() -> None:
-    """Ray binds to the host's primary address: the driver and its local cluster run with loopback only."""
-    if importlib.util.find_spec("omni_executor_ray") is None:
-        pytest.skip("omni-executor-ray is not installed")
-    stdout = run_with_loopback_only(RAY_SCRIPT, str(Path(__file__).parent), timeout=600)
-    pngs = json.loads(stdout.strip().splitlines()[-1])
-    check_images("ray", [decode_png(bytes.fromhex(png)) for png in pngs])
