@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,3 +92,28 @@ def test_the_snippet_says_what_to_do_where_there_is_no_environment(tmp_path: Pat
     )
     assert done.returncode == 1
     assert "has no omni: run README command 1" in done.stderr
+
+
+def test_the_readme_pictures_redraw_from_the_built_in_model(tmp_path: Path) -> None:
+    """``docs/images/draw_readme_images.py`` (named in docs/architecture.md) redraws them: command
+    1's prompt read back by the shapes oracle, and the grid at its size."""
+    pytest.importorskip("sklearn", reason="the shapes oracle needs scikit-learn (omni-core[train])")
+    from PIL import Image
+
+    from omni_core.models.shapes_oracle import read
+    from omni_core.models.shapes_vocabulary import parse_prompt
+
+    script = ROOT / "docs" / "images" / "draw_readme_images.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--out", str(tmp_path)], capture_output=True, text=True, timeout=240
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    command_1 = re.search(r'omni generate "([^"]+)" -o seven\.png', readme_section("commands"))
+    assert command_1
+    asked = parse_prompt(command_1.group(1))
+    with Image.open(tmp_path / "seven.png") as seven, Image.open(tmp_path / "shapes.png") as grid:
+        assert seven.size == (256, 256)
+        assert grid.size == (6 * 64 * 3, 2 * 64 * 3)
+        native = seven.convert("RGB").resize((64, 64), Image.Resampling.NEAREST)
+    assert asked is not None
+    assert all(read(np.asarray(native)).matches(asked).values())
