@@ -205,7 +205,7 @@ def train_digits(out: Path, steps: int, batch_size: int, seed: int) -> None:
 def train_default(out: Path, steps: int | None, batch_size: int | None, seed: int) -> None:
     """Train the built-in default (shapes) model into OUT, then score it with the oracle if it can.
 
-    Renders its own data with Pillow; about 7 minutes on 2 CPU cores. The oracle
+    Renders its own data with Pillow; about 8 minutes on 2 CPU cores. The oracle
     needs scikit-learn (pip install 'omni-core[train]'); without it the model is
     still written.
     """

@@ -3,7 +3,7 @@
 Every batch is drawn fresh: random scenes and jitter, rendered by Pillow
 (:mod:`omni_core.models.shapes_render`); no dataset is stored or downloaded.
 Reproducible (fixed seeds: scenes, jitter, noise, dropped labels and initial
-weights) and sized for a 2-core CPU: the default 1500 steps take about 7 minutes. The denoiser
+weights) and sized for a 2-core CPU: the default 1500 steps take about 8 minutes. The denoiser
 (:class:`~omni_core.models.shapes_denoiser.SceneUNet`) is trained on two
 targets at once: its full prediction of the clean image from the noisy one,
 and its sketch alone (what the prompt says, before the UNet looks at the noisy
