@@ -55,13 +55,25 @@ def tiny_lora(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 @pytest.fixture(scope="session")
 def tiny_shapes_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The shapes pipeline (omni's 64x64 pixel-space model, with image-to-image and inpainting)
-    with its untrained random weights (seed 0), saved with save_pretrained: what it draws means
-    nothing, but its mechanics (inpainting keeps unmasked pixels exactly, previews are its exact
-    x0) are the real ones."""
+    with random weights (seed 0), saved with save_pretrained: what it draws means nothing, but its
+    mechanics (inpainting keeps unmasked pixels exactly, previews are its exact x0, more steps
+    draw a different image) are the real ones. Untrained, the model starts as a flat grey sketch
+    that ignores the noise, so its templates, palette and output layer are randomized here."""
+    import torch
+
     from omni_core.models.shapes import ShapesPipeline
     from omni_core.models.train_shapes import build_untrained
 
     out = tmp_path_factory.mktemp("models") / "tiny-shapes"
     unet, scheduler = build_untrained(seed=0)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for parameter, scale in (
+            (unet.templates, 2.0),
+            (unet.foreground.weight, 1.0),
+            (unet.background.weight, 1.0),
+            (unet.conv_out.weight, 0.05),
+        ):
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * scale)
     ShapesPipeline(unet=unet, scheduler=scheduler).save_pretrained(out)
     return out
